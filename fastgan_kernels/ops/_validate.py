@@ -1,0 +1,53 @@
+"""Argument checks shared by the ops: clear errors naming the argument, before any kernel runs."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def check_tensor(t, name: str) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    return t
+
+
+def check_float(t: torch.Tensor, name: str) -> None:
+    if t.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32, float16 or bfloat16, got {t.dtype}")
+
+
+def check_same(t: torch.Tensor, ref: torch.Tensor, name: str, ref_name: str, dtype: bool = True) -> None:
+    if t.device != ref.device:
+        raise ValueError(f"{name} must be on {ref_name}'s device {ref.device}, got {t.device}")
+    if dtype and t.dtype != ref.dtype:
+        raise TypeError(f"{name} must have {ref_name}'s dtype {ref.dtype}, got {t.dtype}")
+
+
+def check_linear(x, weight, bias: Optional[torch.Tensor], op: str) -> tuple[int, int, int]:
+    """Checks x [..., K], weight [N, K], bias [N] | None; returns (M, K, N)."""
+    check_tensor(x, f"{op}: x")
+    check_tensor(weight, f"{op}: weight")
+    check_float(x, f"{op}: x")
+    check_same(weight, x, f"{op}: weight", "x")
+    if weight.dim() != 2:
+        raise ValueError(f"{op}: weight must be 2-D [out_features, in_features], got shape {tuple(weight.shape)}")
+    n, k = weight.shape
+    if x.dim() < 1:
+        raise ValueError(f"{op}: x must have at least 1 dimension [..., in_features], got a scalar")
+    if x.shape[-1] != k:
+        raise ValueError(f"{op}: x.shape[-1] must equal in_features = weight.shape[1] = {k}, "
+                         f"got x of shape {tuple(x.shape)}")
+    if n == 0 or k == 0:
+        raise ValueError(f"{op}: weight must be non-empty, got shape {tuple(weight.shape)}")
+    m = x.numel() // k
+    if m == 0:
+        raise ValueError(f"{op}: x has an empty batch (shape {tuple(x.shape)}); pass at least one row")
+    if bias is not None:
+        check_tensor(bias, f"{op}: bias")
+        check_same(bias, x, f"{op}: bias", "x")
+        if tuple(bias.shape) != (n,):
+            raise ValueError(f"{op}: bias must have shape (out_features,) = ({n},), got {tuple(bias.shape)}")
+    return m, k, n

@@ -1,0 +1,134 @@
+"""``fastgan::fused_linear``: act(x @ weight.T + bias) in one kernel, with autograd.
+
+The op is a ``torch.library`` custom op with a fake kernel, so ``torch.compile``
+(fullgraph) and ``torch.export`` trace through it, and an autograd formula whose
+backward is another custom op, ``fastgan::fused_linear_backward``. The backward
+reads the saved *output* y and forms ``grad_out * act'(y)`` while the gradient
+GEMMs load ``grad_out`` (their prologue): no pre-activation is kept, and no separate
+elementwise pass runs.
+
+Backends (``backend=``): ``cpu_ext`` (C++ AVX-512 / AMX), ``triton``, ``cuda_ext``
+(CUDA C++), ``reference`` (PyTorch); ``auto`` picks by device (fastgan_kernels.backends).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from .. import activations, backends
+from . import _validate, reference
+
+_EXT_FWD = "fused_linear_fwd"
+_EXT_BWD = "fused_linear_bwd"
+
+
+def _triton():
+    from ..triton import fused_linear as kernels  # imported lazily: triton is optional
+
+    return kernels
+
+
+def _forward_2d(backend: str, x: Tensor, weight: Tensor, bias: Optional[Tensor], act: int, slope: float) -> Tensor:
+    if backend in ("cpu_ext", "cuda_ext"):
+        return torch.ops.fastgan_ext.fused_linear_fwd(x, weight, bias, act, slope)
+    if backend == "triton":
+        return _triton().fused_linear_forward(x, weight, bias, act, slope)
+    return reference.fused_linear(x, weight, bias, act, slope)
+
+
+def _backward_2d(backend: str, grad: Tensor, y: Optional[Tensor], x: Tensor, weight: Tensor, act: int,
+                 slope: float, need_x: bool, need_w: bool, need_b: bool):
+    if backend in ("cpu_ext", "cuda_ext"):
+        if y is None:  # identity: the kernels ignore y
+            y = grad
+        return torch.ops.fastgan_ext.fused_linear_bwd(grad, y, x, weight, act, slope, need_x, need_w, need_b)
+    if backend == "triton":
+        return _triton().fused_linear_backward(grad, y, x, weight, act, slope, need_x, need_w, need_b)
+    return reference.fused_linear_backward(grad, y, x, weight, act, slope, need_x, need_w, need_b)
+
+
+@torch.library.custom_op("fastgan::fused_linear", mutates_args=())
+def _fused_linear_op(x: Tensor, weight: Tensor, bias: Optional[Tensor], activation: str,
+                     negative_slope: float, backend: str) -> Tensor:
+    act = activations.check_activation(activation, negative_slope)
+    chosen = backends.resolve(backend, x.device, _EXT_FWD)
+    n, k = weight.shape
+    y = _forward_2d(chosen, x.reshape(-1, k), weight, bias, int(act), float(negative_slope))
+    return y.reshape(*x.shape[:-1], n)
+
+
+@_fused_linear_op.register_fake
+def _(x, weight, bias, activation, negative_slope, backend):
+    _validate.check_linear(x, weight, bias, "fused_linear")
+    activations.check_activation(activation, negative_slope)
+    return x.new_empty((*x.shape[:-1], weight.shape[0]))
+
+
+@torch.library.custom_op("fastgan::fused_linear_backward", mutates_args=())
+def _fused_linear_backward_op(grad_out: Tensor, y: Optional[Tensor], x: Tensor, weight: Tensor, activation: str,
+                              negative_slope: float, backend: str, need_x: bool, need_weight: bool,
+                              need_bias: bool) -> tuple[Tensor, Tensor, Tensor]:
+    act = activations.check_activation(activation, negative_slope)
+    chosen = backends.resolve(backend, x.device, _EXT_BWD)
+    n, k = weight.shape
+    y2 = None if act == activations.Activation.IDENTITY else y.reshape(-1, n)
+    gx, gw, gb = _backward_2d(chosen, grad_out.reshape(-1, n), y2, x.reshape(-1, k), weight, int(act),
+                              float(negative_slope), need_x, need_weight, need_bias)
+    # A custom op cannot return None: grads nobody asked for come back empty.
+    gx = gx.reshape(x.shape) if need_x else x.new_empty(0)
+    gw = gw if need_weight else weight.new_empty(0)
+    gb = gb if need_bias else weight.new_empty(0)
+    return gx, gw, gb
+
+
+@_fused_linear_backward_op.register_fake
+def _(grad_out, y, x, weight, activation, negative_slope, backend, need_x, need_weight, need_bias):
+    n = weight.shape[0]
+    return (x.new_empty(x.shape) if need_x else x.new_empty(0),
+            weight.new_empty(weight.shape) if need_weight else weight.new_empty(0),
+            weight.new_empty((n,)) if need_bias else weight.new_empty(0))
+
+
+def _setup_context(ctx, inputs, output):
+    x, weight, bias, activation, negative_slope, backend = inputs
+    act = activations.check_activation(activation, negative_slope)
+    # The backward needs the output only to form act'(y); identity needs nothing of it.
+    saved_y = None if act == activations.Activation.IDENTITY else output
+    ctx.save_for_backward(x, weight, saved_y)
+    ctx.has_bias = bias is not None
+    ctx.args = (activation, negative_slope, backend)
+
+
+def _backward(ctx, grad):
+    x, weight, y = ctx.saved_tensors
+    need_x, need_w, need_b = ctx.needs_input_grad[:3]
+    need_b = need_b and ctx.has_bias
+    if not (need_x or need_w or need_b):
+        return None, None, None, None, None, None
+    activation, negative_slope, backend = ctx.args
+    gx, gw, gb = torch.ops.fastgan.fused_linear_backward(
+        grad, y, x, weight, activation, negative_slope, backend, need_x, need_w, need_b)
+    return (gx if need_x else None, gw if need_w else None, gb if need_b else None, None, None, None)
+
+
+_fused_linear_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def fused_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, activation: str = "leaky_relu",
+                 negative_slope: float = 0.2, backend: str = "auto") -> Tensor:
+    """``act(x @ weight.T + bias)`` in one fused kernel.
+
+    Args:
+        x: input ``[..., in_features]`` (float32, float16 or bfloat16; any strides).
+        weight: ``[out_features, in_features]``, same dtype and device as ``x``.
+        bias: ``[out_features]`` or None.
+        activation: "identity", "relu", "leaky_relu", "tanh" or "sigmoid".
+        negative_slope: LeakyReLU's slope (>= 0; the GAN default 0.2).
+        backend: "auto", "cpu_ext", "triton", "cuda_ext" or "reference".
+    """
+    _validate.check_linear(x, weight, bias, "fused_linear")
+    act = activations.check_activation(activation, negative_slope)
+    backends.check_backend(backend)
+    return _fused_linear_op(x, weight, bias, activations.name(act), float(negative_slope), backend)
