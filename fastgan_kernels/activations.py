@@ -75,9 +75,9 @@ def name(activation: Activation | int) -> str:
     return NAMES[int(activation)]
 
 
-def apply(z: torch.Tensor, activation: Activation | int, negative_slope: float = 0.01) -> torch.Tensor:
+def apply(z: torch.Tensor, activation: Activation | int | str, negative_slope: float = 0.01) -> torch.Tensor:
     """Reference activation in plain PyTorch."""
-    act = Activation(int(activation))
+    act = check_activation(activation, negative_slope)
     if act == Activation.IDENTITY:
         return z
     if act == Activation.RELU:
@@ -89,10 +89,10 @@ def apply(z: torch.Tensor, activation: Activation | int, negative_slope: float =
     return torch.sigmoid(z)
 
 
-def grad_from_output(grad_out: torch.Tensor, y: torch.Tensor, activation: Activation | int,
+def grad_from_output(grad_out: torch.Tensor, y: torch.Tensor, activation: Activation | int | str,
                      negative_slope: float = 0.01) -> torch.Tensor:
     """``grad_out * act'(z)`` expressed through the saved output ``y = act(z)``."""
-    act = Activation(int(activation))
+    act = check_activation(activation, negative_slope)
     if act == Activation.IDENTITY:
         return grad_out
     if act == Activation.RELU:

@@ -1,0 +1,27 @@
+"""``fuse(model)``: Linear + activation pairs become FusedLinear."""
+from __future__ import annotations
+
+from torch import nn
+
+from ..nn.fused_linear import FusedLinear
+from ._rewrite import Act, rewrite
+
+
+def fuse(model: nn.Module, backend: str = "auto", inplace: bool = False) -> nn.Module:
+    """Replace every ``nn.Linear`` followed by LeakyReLU, ReLU, Tanh or Sigmoid with a :class:`FusedLinear`.
+
+    Pairs are found inside ``nn.Sequential`` (``inplace=True`` activations included) and,
+    through ``torch.fx``, in modules whose forward calls e.g. ``F.leaky_relu(self.fc(x), 0.2)``,
+    ``torch.tanh(self.fc(x))`` or ``self.fc(x).tanh()`` (such a module comes back as a
+    ``torch.fx.GraphModule``). Parameters are shared with the Linear they replace and keep
+    their ``state_dict`` keys; outputs and gradients match the original model.
+
+    Args:
+        backend: the backend the new modules use ("auto" by default).
+        inplace: modify ``model`` itself instead of a deep copy.
+    """
+
+    def make(name: str, linear: nn.Linear, act: Act) -> nn.Module:
+        return FusedLinear.from_linear(linear, act.name, act.negative_slope, backend)
+
+    return rewrite(model, make, inplace=inplace)

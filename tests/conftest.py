@@ -1,0 +1,41 @@
+"""Shared test set-up.
+
+Triton kernels run on CUDA tensors when a GPU exists and in Triton's interpreter on the
+CPU otherwise; the interpreter must be switched on before triton is first imported,
+which is why this happens here, at collection time.
+"""
+import os
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+from fastgan_kernels import backends  # noqa: E402
+
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def backend_params(ext_op: str, device: torch.device = DEVICE, include=("reference", "cpu_ext", "triton", "cuda_ext")):
+    """pytest params for every concrete backend, skipped with its reason where it cannot run.
+
+    CPU-side backends are tested on CPU tensors, the others on ``device``.
+    """
+    params = []
+    for name in include:
+        dev = torch.device("cpu") if name == "cpu_ext" else (torch.device("cuda") if name == "cuda_ext" else device)
+        if name == "cuda_ext" and not torch.cuda.is_available():
+            reason = "cuda_ext needs a CUDA GPU"
+        else:
+            reason = backends.unavailable_reason(name, dev, ext_op)
+        marks = [pytest.mark.skip(reason=f"{name}: {reason}")] if reason else []
+        if name == "cuda_ext":
+            marks.append(pytest.mark.cuda)
+        params.append(pytest.param((name, dev), id=name, marks=marks))
+    return params
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
