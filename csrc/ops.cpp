@@ -47,6 +47,37 @@ TORCH_LIBRARY(fastgan_ext, m) {
   m.def("fused_linear_bwd(Tensor grad_out, Tensor y, Tensor x, Tensor weight, int activation, "
         "float negative_slope, bool need_x, bool need_weight, bool need_bias) "
         "-> (Tensor, Tensor, Tensor)");
+
+  // --- block-sparse linear: y = act(x @ W.T + bias), W [N, K] in BSR (fastgan_kernels/ops/bsr.py) --
+  // values [nnz_blocks, bn, bk] (contiguous, x.dtype), row_ptr [ceil(N/bn)+1] and col_idx [nnz_blocks]
+  // int32; N = out_features and K = x.shape[1] need not be multiples of the block (padding is zero
+  // in values and masked off in x and y). Only kept blocks are read.
+  m.def("bsr_linear_fwd(Tensor x, Tensor values, Tensor row_ptr, Tensor col_idx, Tensor? bias, "
+        "int out_features, int activation, float negative_slope) -> Tensor");
+  // g = grad_out * act'(y) (prologue, as in fused_linear_bwd); grad_x = g @ W walks W.T's structure
+  // (t_row_ptr [ceil(K/bk)+1], t_col_idx = block rows, t_block = indices into values, all int32,
+  // from ops/bsr.py:transpose_index); grad_values [nnz_blocks, bn, bk] only for kept blocks.
+  m.def("bsr_linear_bwd(Tensor grad_out, Tensor y, Tensor x, Tensor values, Tensor row_ptr, "
+        "Tensor col_idx, Tensor t_row_ptr, Tensor t_col_idx, Tensor t_block, int activation, "
+        "float negative_slope, bool need_x, bool need_values, bool need_bias) -> (Tensor, Tensor, Tensor)");
+
+  // --- int8 linear ---------------------------------------------------------------------
+  // Symmetric per-token quantisation: scale[m] = max|x[m, :]| / 127 (1/127 for an all-zero row),
+  // q = clamp(round_half_even(x / scale), -127, 127). Raises on a non-finite row (the NaN would
+  // otherwise vanish silently).
+  m.def("quantize_per_token(Tensor x) -> (Tensor, Tensor)");
+  // Static per-tensor quantisation with a given scale [1] (fp32).
+  m.def("quantize_per_tensor(Tensor x, Tensor scale) -> Tensor");
+  // The device's packed layout of an int8 weight wq [N, K], made once at conversion and kept in
+  // the module (CPU: 16-column VNNI/AMX panels plus the u8 compensation sums).
+  m.def("int8_pack_weight(Tensor wq) -> Tensor");
+  // acc = xq [M, K] (int8) @ wq.T (int32), then the epilogue
+  //   y = act(acc * x_scale[m] * w_scale[n] + bias[n])   (x_scale [M] per token, or [1] static)
+  // written as out_dtype: float32/bfloat16/float16, or int8 requantised with out_scale [1]
+  // (clamp(round(y / out_scale), -127, 127)), or int32 = the raw accumulator (no epilogue; tests).
+  m.def("int8_linear_fwd(Tensor xq, Tensor x_scale, Tensor w_packed, Tensor w_scale, Tensor? bias, "
+        "int out_features, int activation, float negative_slope, ScalarType out_dtype, "
+        "Tensor? out_scale) -> Tensor");
 }
 
 // `import fastgan_kernels._C` loads the library above; the module itself is empty.
