@@ -1,4 +1,6 @@
 """Converters that turn plain models into fast ones in one call."""
 from .fuse import fuse
+from .prune import PruneReport, prune
+from .schedule import CubicSparsitySchedule, GradualPruner
 
-__all__ = ["fuse"]
+__all__ = ["fuse", "prune", "PruneReport", "CubicSparsitySchedule", "GradualPruner"]

@@ -26,6 +26,27 @@ def check_same(t: torch.Tensor, ref: torch.Tensor, name: str, ref_name: str, dty
         raise TypeError(f"{name} must have {ref_name}'s dtype {ref.dtype}, got {t.dtype}")
 
 
+def check_input(x: torch.Tensor, k: int, op: str) -> int:
+    """x [..., K] with at least one row; returns the number of rows M."""
+    if x.dim() < 1:
+        raise ValueError(f"{op}: x must have at least 1 dimension [..., in_features], got a scalar")
+    if x.shape[-1] != k:
+        raise ValueError(f"{op}: x.shape[-1] must equal in_features = {k}, got x of shape {tuple(x.shape)}")
+    m = x.numel() // k if k else 0
+    if m == 0:
+        raise ValueError(f"{op}: x has an empty batch (shape {tuple(x.shape)}); pass at least one row")
+    return m
+
+
+def check_bias(bias: Optional[torch.Tensor], x: torch.Tensor, n: int, op: str, dtype: bool = True) -> None:
+    if bias is None:
+        return
+    check_tensor(bias, f"{op}: bias")
+    check_same(bias, x, f"{op}: bias", "x", dtype=dtype)
+    if tuple(bias.shape) != (n,):
+        raise ValueError(f"{op}: bias must have shape (out_features,) = ({n},), got {tuple(bias.shape)}")
+
+
 def check_linear(x, weight, bias: Optional[torch.Tensor], op: str) -> tuple[int, int, int]:
     """Checks x [..., K], weight [N, K], bias [N] | None; returns (M, K, N)."""
     check_tensor(x, f"{op}: x")
@@ -35,19 +56,8 @@ def check_linear(x, weight, bias: Optional[torch.Tensor], op: str) -> tuple[int,
     if weight.dim() != 2:
         raise ValueError(f"{op}: weight must be 2-D [out_features, in_features], got shape {tuple(weight.shape)}")
     n, k = weight.shape
-    if x.dim() < 1:
-        raise ValueError(f"{op}: x must have at least 1 dimension [..., in_features], got a scalar")
-    if x.shape[-1] != k:
-        raise ValueError(f"{op}: x.shape[-1] must equal in_features = weight.shape[1] = {k}, "
-                         f"got x of shape {tuple(x.shape)}")
     if n == 0 or k == 0:
         raise ValueError(f"{op}: weight must be non-empty, got shape {tuple(weight.shape)}")
-    m = x.numel() // k
-    if m == 0:
-        raise ValueError(f"{op}: x has an empty batch (shape {tuple(x.shape)}); pass at least one row")
-    if bias is not None:
-        check_tensor(bias, f"{op}: bias")
-        check_same(bias, x, f"{op}: bias", "x")
-        if tuple(bias.shape) != (n,):
-            raise ValueError(f"{op}: bias must have shape (out_features,) = ({n},), got {tuple(bias.shape)}")
+    m = check_input(x, k, op)
+    check_bias(bias, x, n, op)
     return m, k, n
