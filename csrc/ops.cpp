@@ -18,6 +18,7 @@
 #include <torch/library.h>
 
 #include "cpu/cpu_features.h"
+#include "cpu/gemm/gemm.h"
 
 namespace {
 
@@ -28,6 +29,15 @@ int64_t set_cpu_isa(int64_t cap) {
   TORCH_CHECK(cap >= 0 && cap <= 4, "set_cpu_isa: cap must be in 0..4, got ", cap);
   return static_cast<int64_t>(fastgan::cpu::set_isa_cap(static_cast<fastgan::cpu::IsaLevel>(cap)));
 }
+// Test-only: route bf16 CPU GEMMs through the AMX kernel compiled against the scalar tile
+// emulation (csrc/cpu/amx_emulation.h), so the AMX tiling is tested on machines without AMX.
+bool set_amx_emulation(bool on) { return fastgan::cpu::gemm::set_amx_emulation(on); }
+// Test-only: the CPU GEMM path the fused-linear kernels take now for `dtype`.
+std::string fused_linear_cpu_path(c10::ScalarType dtype) {
+  using fastgan::cpu::gemm::DType;
+  const DType dt = dtype == c10::kBFloat16 ? DType::kBF16 : dtype == c10::kHalf ? DType::kF16 : DType::kF32;
+  return fastgan::cpu::gemm::path_name(fastgan::cpu::gemm::select_path(dt));
+}
 
 }  // namespace
 
@@ -37,6 +47,8 @@ TORCH_LIBRARY(fastgan_ext, m) {
   m.def("cpu_isa_level() -> int", &cpu_isa_level);
   m.def("cpu_max_isa_level() -> int", &cpu_max_isa_level);
   m.def("set_cpu_isa(int cap) -> int", &set_cpu_isa);
+  m.def("set_amx_emulation(bool on) -> bool", &set_amx_emulation);           // tests only
+  m.def("fused_linear_cpu_path(ScalarType dtype) -> str", &fused_linear_cpu_path);  // tests only
 
   // --- fused linear + activation: y = act(x @ weight.T + bias) ----------------------
   // x [M, K], weight [N, K], bias [N] or None, same floating dtype; y [M, N] in x.dtype.

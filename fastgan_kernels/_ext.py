@@ -76,3 +76,27 @@ def cpu_isa(level: Isa | int | str) -> Iterator[Isa]:
         yield isa()
     finally:
         torch.ops.fastgan_ext.set_cpu_isa(previous)
+
+
+@contextlib.contextmanager
+def amx_emulation(on: bool = True) -> Iterator[bool]:
+    """Tests only: inside the block, bf16 CPU GEMMs run the AMX kernel compiled against
+    the scalar tile emulation (csrc/cpu/amx_emulation.h), so its tiling and packing are
+    tested on machines without AMX. It needs AVX-512 (its packing and epilogue use it)
+    and yields whether the emulated kernel is what bf16 now takes under the current cap.
+    """
+    if not AVAILABLE:
+        raise RuntimeError(REASON)
+    previous = torch.ops.fastgan_ext.set_amx_emulation(bool(on))
+    try:
+        yield cpu_gemm_path(torch.bfloat16) == "amx_bf16_emulated"
+    finally:
+        torch.ops.fastgan_ext.set_amx_emulation(previous)
+
+
+def cpu_gemm_path(dtype: torch.dtype) -> str:
+    """Tests only: the CPU GEMM path fused-linear kernels take now for ``dtype``:
+    "portable", "avx512_fp32", "avx512_bf16", "amx_bf16" or "amx_bf16_emulated"."""
+    if not AVAILABLE:
+        raise RuntimeError(REASON)
+    return torch.ops.fastgan_ext.fused_linear_cpu_path(dtype)

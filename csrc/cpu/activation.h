@@ -1,0 +1,177 @@
+// Activations fused into the CPU kernels' epilogues, and their derivatives expressed
+// through the saved output y = act(z) (the backward GEMMs' prologue).
+//
+// Codes as in fastgan_kernels/activations.py: 0 identity, 1 relu, 2 leaky_relu(slope),
+// 3 tanh, 4 sigmoid. `negative_slope` >= 0 is guaranteed by the Python layer, so
+// sign(y) == sign(z) and the derivatives below are exact.
+//
+// Two flavours, with the same semantics (NaN in -> NaN out, like torch):
+//   * scalar references (`act_ref`, `grad_from_output_ref`), used by the portable kernels
+//     and for tails, and as the definition the vector versions are tested against;
+//   * AVX-512 vectors of 16 floats (namespace avx512), x86-64 only. Every function
+//     carries its own target attribute, so this header can be included anywhere; call
+//     them from code compiled for AVX-512 (a `#pragma GCC target` region that includes
+//     FASTGAN_AVX512_TARGET's features) so that they inline. They are `static`, so no
+//     copy compiled for a wider target can leak into a narrower translation unit.
+//
+// Accuracy of the vector versions (fp32): exp ~2 ulp, tanh and sigmoid ~1e-7 relative
+// (tanh uses a series below |z| < 0.5 to avoid the cancellation of 1 - 2/(e^2z + 1)).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace fastgan {
+namespace cpu {
+
+enum Activation : int { kIdentity = 0, kRelu = 1, kLeakyRelu = 2, kTanh = 3, kSigmoid = 4 };
+
+// ---- scalar references ------------------------------------------------------------
+
+static inline float act_ref(int act, float z, float slope) {
+  switch (act) {
+    case kRelu: return z > 0.f ? z : (z != z ? z : 0.f);
+    case kLeakyRelu: return z > 0.f ? z : z * slope;
+    case kTanh: return std::tanh(z);
+    case kSigmoid: return 1.f / (1.f + std::exp(-z));
+    default: return z;
+  }
+}
+
+// grad_out * act'(z), written with y = act(z); same formulas as
+// activations.grad_from_output (relu: where(y > 0, g, 0), so a NaN y gives 0).
+static inline float grad_from_output_ref(int act, float g, float y, float slope) {
+  switch (act) {
+    case kRelu: return y > 0.f ? g : 0.f;
+    case kLeakyRelu: return y > 0.f ? g : g * slope;
+    case kTanh: return g * (1.f - y * y);
+    case kSigmoid: return g * (y * (1.f - y));
+    default: return g;
+  }
+}
+
+#if defined(__x86_64__)
+// The feature set every AVX-512 kernel of the extension is compiled for (Skylake-X and
+// later, Zen 4). Files that call into avx512:: use this same set (or a superset) in
+// their `#pragma GCC target`.
+#define FASTGAN_AVX512_FEATURES "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c,bmi2"
+#define FASTGAN_AVX512_TARGET __attribute__((target(FASTGAN_AVX512_FEATURES)))
+#define FASTGAN_AVX512_INLINE static inline __attribute__((always_inline, target(FASTGAN_AVX512_FEATURES)))
+
+namespace avx512 {
+
+// e^x. Range reduction x = n ln2 + r, |r| <= ln2/2, degree-7 Taylor polynomial for e^r
+// (truncation < 6e-9 relative), and vscalefps for the 2^n factor, which saturates to
+// 0 / inf without integer overflow. NaN propagates (vmaxps/vminps return their second
+// operand when either is NaN, and x is that operand).
+FASTGAN_AVX512_INLINE __m512 exp_ps(__m512 x) {
+  x = _mm512_max_ps(_mm512_set1_ps(-104.f), x);
+  x = _mm512_min_ps(_mm512_set1_ps(88.8f), x);
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);  // ln2 high part
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), r);     // ln2 low part
+  __m512 p = _mm512_set1_ps(1.f / 5040.f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 720.f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 120.f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 24.f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 6.f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
+  return _mm512_scalef_ps(p, n);
+}
+
+// tanh: odd Taylor series through z^15 for |z| < 0.5 (truncation < 1e-8), else
+// sign(z) * (1 - 2 / (e^{2|z|} + 1)).
+FASTGAN_AVX512_INLINE __m512 tanh_ps(__m512 z) {
+  const __m512 sign_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x80000000));
+  const __m512 a = _mm512_andnot_ps(sign_mask, z);
+  const __m512 e = exp_ps(_mm512_add_ps(a, a));
+  __m512 big = _mm512_sub_ps(_mm512_set1_ps(1.f),
+                             _mm512_div_ps(_mm512_set1_ps(2.f), _mm512_add_ps(e, _mm512_set1_ps(1.f))));
+  big = _mm512_or_ps(big, _mm512_and_ps(z, sign_mask));
+  const __m512 z2 = _mm512_mul_ps(z, z);
+  __m512 p = _mm512_set1_ps(-929569.f / 638512875.f);
+  p = _mm512_fmadd_ps(p, z2, _mm512_set1_ps(21844.f / 6081075.f));
+  p = _mm512_fmadd_ps(p, z2, _mm512_set1_ps(-1382.f / 155925.f));
+  p = _mm512_fmadd_ps(p, z2, _mm512_set1_ps(62.f / 2835.f));
+  p = _mm512_fmadd_ps(p, z2, _mm512_set1_ps(-17.f / 315.f));
+  p = _mm512_fmadd_ps(p, z2, _mm512_set1_ps(2.f / 15.f));
+  p = _mm512_fmadd_ps(p, z2, _mm512_set1_ps(-1.f / 3.f));
+  const __m512 small = _mm512_fmadd_ps(_mm512_mul_ps(p, z2), z, z);
+  const __mmask16 is_small = _mm512_cmp_ps_mask(a, _mm512_set1_ps(0.5f), _CMP_LT_OQ);
+  return _mm512_mask_blend_ps(is_small, big, small);
+}
+
+FASTGAN_AVX512_INLINE __m512 sigmoid_ps(__m512 z) {
+  const __m512 e = exp_ps(_mm512_sub_ps(_mm512_setzero_ps(), z));
+  return _mm512_div_ps(_mm512_set1_ps(1.f), _mm512_add_ps(_mm512_set1_ps(1.f), e));
+}
+
+// act(z) for a compile-time activation (the epilogues hoist the switch out of their tiles).
+template <int ACT>
+FASTGAN_AVX512_INLINE __m512 act_ps(__m512 z, __m512 slope) {
+  if constexpr (ACT == kRelu) {
+    return _mm512_max_ps(_mm512_setzero_ps(), z);  // second operand wins on NaN
+  } else if constexpr (ACT == kLeakyRelu) {
+    const __mmask16 pos = _mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_GT_OQ);
+    return _mm512_mask_blend_ps(pos, _mm512_mul_ps(z, slope), z);
+  } else if constexpr (ACT == kTanh) {
+    return tanh_ps(z);
+  } else if constexpr (ACT == kSigmoid) {
+    return sigmoid_ps(z);
+  } else {
+    (void)slope;
+    return z;
+  }
+}
+
+// grad_out * act'(z) from y = act(z), for a compile-time activation.
+template <int ACT>
+FASTGAN_AVX512_INLINE __m512 grad_from_output_ps(__m512 g, __m512 y, __m512 slope) {
+  if constexpr (ACT == kRelu) {
+    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_GT_OQ), g);
+  } else if constexpr (ACT == kLeakyRelu) {
+    const __mmask16 pos = _mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_GT_OQ);
+    return _mm512_mask_blend_ps(pos, _mm512_mul_ps(g, slope), g);
+  } else if constexpr (ACT == kTanh) {
+    return _mm512_mul_ps(g, _mm512_fnmadd_ps(y, y, _mm512_set1_ps(1.f)));
+  } else if constexpr (ACT == kSigmoid) {
+    return _mm512_mul_ps(g, _mm512_mul_ps(y, _mm512_sub_ps(_mm512_set1_ps(1.f), y)));
+  } else {
+    (void)y, (void)slope;
+    return g;
+  }
+}
+
+// Runtime-code versions, for code outside the hot loops.
+FASTGAN_AVX512_INLINE __m512 act_ps(int act, __m512 z, __m512 slope) {
+  switch (act) {
+    case kRelu: return act_ps<kRelu>(z, slope);
+    case kLeakyRelu: return act_ps<kLeakyRelu>(z, slope);
+    case kTanh: return act_ps<kTanh>(z, slope);
+    case kSigmoid: return act_ps<kSigmoid>(z, slope);
+    default: return z;
+  }
+}
+
+FASTGAN_AVX512_INLINE __m512 grad_from_output_ps(int act, __m512 g, __m512 y, __m512 slope) {
+  switch (act) {
+    case kRelu: return grad_from_output_ps<kRelu>(g, y, slope);
+    case kLeakyRelu: return grad_from_output_ps<kLeakyRelu>(g, y, slope);
+    case kTanh: return grad_from_output_ps<kTanh>(g, y, slope);
+    case kSigmoid: return grad_from_output_ps<kSigmoid>(g, y, slope);
+    default: return g;
+  }
+}
+
+}  // namespace avx512
+#endif  // __x86_64__
+
+}  // namespace cpu
+}  // namespace fastgan

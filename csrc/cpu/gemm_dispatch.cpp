@@ -1,0 +1,78 @@
+// Chooses the GEMM core's code path at run time (gemm/gemm.h):
+//
+//   bf16 operands:  AMX emulation (test switch)  >  AMX tdpbf16ps  >  AVX512-BF16 vdpbf16ps
+//                   > AVX-512 fp32  >  portable
+//   fp32 / fp16:    AVX-512 fp32 (fp16 converted while packing)  >  portable
+//
+// from fastgan::cpu::isa_level() (the machine's best level, lowered by the test cap) and
+// features() (avx512_bf16 is a separate bit of the AVX512-VNNI level; AMX needs its
+// bf16 bit and the OS permission). The AVX2 level has no kernel of its own and takes
+// the portable path.
+#include <atomic>
+
+#include "cpu_features.h"
+#include "gemm/gemm.h"
+#include "gemm/tile.h"
+#include "activation.h"
+
+namespace fastgan {
+namespace cpu {
+namespace gemm {
+namespace {
+
+std::atomic<bool> g_amx_emulation{false};
+
+// K == 0: every sum is empty, C = act(bias). (The Python layer refuses K == 0; the
+// kernels still never leave C unwritten.)
+void run_empty_k(const Problem& p) {
+  const int sz = dtype_size(p.c_dtype);
+  for (int64_t m = 0; m < p.M; ++m)
+    for (int64_t n = 0; n < p.N; ++n) {
+      const float s = act_ref(p.act, p.bias ? p.bias[n] : 0.f, p.slope);
+      store_scalar(static_cast<char*>(p.c) + (m * p.ldc + n) * sz, p.c_dtype, s);
+    }
+}
+
+}  // namespace
+
+Path select_path(DType dt) {
+  const IsaLevel level = isa_level();
+  const Features& f = features();
+  if (dt == DType::kBF16) {
+    if (g_amx_emulation.load(std::memory_order_relaxed) && level >= kAvx512) return Path::kAmxBf16Emulated;
+    if (level >= kAmx && f.amx_bf16 && f.amx_permitted) return Path::kAmxBf16;
+    if (level >= kAvx512Vnni && f.avx512_bf16) return Path::kAvx512Bf16;
+  }
+  if (level >= kAvx512) return Path::kAvx512F32;
+  return Path::kPortable;
+}
+
+const char* path_name(Path path) {
+  switch (path) {
+    case Path::kAvx512F32: return "avx512_fp32";
+    case Path::kAvx512Bf16: return "avx512_bf16";
+    case Path::kAmxBf16: return "amx_bf16";
+    case Path::kAmxBf16Emulated: return "amx_bf16_emulated";
+    default: return "portable";
+  }
+}
+
+bool set_amx_emulation(bool on) { return g_amx_emulation.exchange(on); }
+
+void run(const Problem& p) {
+  if (p.M <= 0 || p.N <= 0) return;
+  if (p.K <= 0) return run_empty_k(p);
+  // The bf16 kernels need both operands in bf16; mixed problems take the fp32 kernels.
+  const DType dt = (p.a.dtype == DType::kBF16 && p.b.dtype == DType::kBF16) ? DType::kBF16 : DType::kF32;
+  switch (select_path(dt)) {
+    case Path::kAmxBf16Emulated: return run_amx_bf16_emulated(p);
+    case Path::kAmxBf16: return run_amx_bf16(p);
+    case Path::kAvx512Bf16: return run_avx512_bf16(p);
+    case Path::kAvx512F32: return run_avx512_f32(p);
+    default: return run_portable(p);
+  }
+}
+
+}  // namespace gemm
+}  // namespace cpu
+}  // namespace fastgan
