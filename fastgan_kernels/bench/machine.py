@@ -1,0 +1,126 @@
+"""What the numbers were measured on: CPU model and flags, GPU, driver, library versions."""
+from __future__ import annotations
+
+import os
+import platform
+from typing import Optional
+
+# CPU flags that decide which code paths the kernels and the peers can take.
+ISA_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512_vnni", "avx512_bf16",
+             "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16", "asimd", "sve", "sve2")
+
+
+def _cpuinfo() -> tuple[str, list[str]]:
+    model, flags = platform.processor() or platform.machine(), []
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "model name" and model in ("", platform.machine(), platform.processor()):
+                    model = value.strip()
+                elif key in ("flags", "Features") and not flags:
+                    flags = value.split()
+    except OSError:
+        pass
+    return model, flags
+
+
+def cpu_info() -> dict:
+    model, flags = _cpuinfo()
+    info = {
+        "model": model,
+        "arch": platform.machine(),
+        "logical_cpus": os.cpu_count(),
+        "isa_flags": [f for f in ISA_FLAGS if f in flags],
+        "flags": " ".join(flags),
+    }
+    try:
+        info["affinity"] = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        pass
+    try:
+        from .. import _ext
+
+        info["fastgan_extension"] = "loaded" if _ext.AVAILABLE else _ext.REASON
+        if _ext.AVAILABLE:
+            info["fastgan_cpu_features"] = [k for k, v in _ext.cpu_features().items() if v]
+            info["fastgan_isa"] = _ext.isa().name
+    except Exception as exc:  # pragma: no cover - a broken build must not stop a report
+        info["fastgan_extension"] = f"error: {exc}"
+    return info
+
+
+def nvml_driver() -> Optional[str]:
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            version = pynvml.nvmlSystemGetDriverVersion()
+            return version.decode() if isinstance(version, bytes) else version
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:
+        return None
+
+
+def gpu_info() -> dict:
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"available": False, "reason": "torch.cuda.is_available() is False"
+                + ("" if torch.version.cuda else " (this torch has no CUDA)")}
+    index = torch.cuda.current_device()
+    props = torch.cuda.get_device_properties(index)
+    return {
+        "available": True,
+        "count": torch.cuda.device_count(),
+        "name": props.name,
+        "capability": f"{props.major}.{props.minor}",
+        "memory_gib": round(props.total_memory / 2**30, 1),
+        "sm_count": props.multi_processor_count,
+        "l2_cache_mib": round(getattr(props, "L2_cache_size", 0) / 2**20, 1),
+        "driver": nvml_driver() or "unknown (NVML unavailable)",
+        "cuda_runtime": torch.version.cuda,
+    }
+
+
+def versions() -> dict:
+    import numpy
+    import torch
+
+    out = {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__}
+    try:
+        import triton
+
+        out["triton"] = triton.__version__
+    except Exception as exc:
+        out["triton"] = f"not importable ({type(exc).__name__})"
+    try:
+        from .. import __version__
+
+        out["fastgan_kernels"] = __version__
+    except ImportError:  # pragma: no cover
+        pass
+    return out
+
+
+def machine_info() -> dict:
+    import torch
+
+    return {
+        "host_os": f"{platform.system()} {platform.release()}",
+        "cpu": cpu_info(),
+        "gpu": gpu_info(),
+        "versions": versions(),
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def one_line(info: dict) -> str:
+    cpu, gpu, v = info.get("cpu", {}), info.get("gpu", {}), info.get("versions", {})
+    gpu_text = f"{gpu.get('name')} (driver {gpu.get('driver')}, CUDA {gpu.get('cuda_runtime')})" \
+        if gpu.get("available") else "no GPU"
+    return (f"{cpu.get('model')} ({cpu.get('logical_cpus')} CPUs, {info.get('torch_threads')} torch threads; "
+            f"{' '.join(cpu.get('isa_flags', []))}); {gpu_text}; torch {v.get('torch')}, triton {v.get('triton')}")

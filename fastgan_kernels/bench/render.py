@@ -1,0 +1,157 @@
+"""Reports as text: the console table and Markdown (docs/benchmarks.md is written by this, never by hand)."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from . import machine as machine_mod
+from .registry import SHORT_DTYPE
+from .report import Report
+from .summary import FAST_P, fast_p_key
+
+
+def fmt_time(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return "-"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}" if unit != "s" else f"{seconds:.3g} s"
+    return f"{seconds * 1e9:.3g} ns"
+
+
+def _num(v: Optional[float], spec: str = ".3g") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def _x(v: Optional[float]) -> str:
+    return "-" if v is None else f"{v:.2f}x"
+
+
+def _pct(v: Optional[float]) -> str:
+    return "-" if v is None else f"{v:.0%}"
+
+
+def _dt(name: str) -> str:
+    return SHORT_DTYPE.get(name, name)
+
+
+def row_cells(r) -> list[str]:
+    if r.status != "ok":
+        return [r.op, " ".join(f"{k}={v}" for k, v in r.shape.items()), _dt(r.dtype), r.provider,
+                "error", "", "", "", "", "", "", r.error]
+    spread = f"{fmt_time(r.p20_s)} - {fmt_time(r.p80_s)}"
+    ok = "yes" if r.correct else "NO"
+    tf = _num(r.tflops, ".3f") + (f" ({_num(r.nonzero_tflops, '.3f')} nz)" if r.nonzero_tflops is not None else "")
+    return [r.op, " ".join(f"{k}={v}" for k, v in r.shape.items()), _dt(r.dtype), r.provider,
+            fmt_time(r.median_s), spread, tf, _num(r.gbps, ".1f"), _x(r.speedup_vs_eager),
+            _x(r.speedup_vs_compile), f"{_num(r.max_abs_err, '.2e')} / {_num(r.max_rel_err, '.2e')}", ok]
+
+
+ROW_HEADER = ["op", "shape", "dtype", "provider", "median", "p20 - p80", "TFLOP/s", "GB/s", "vs eager",
+              "vs compile", "max abs / rel err", "correct"]
+SUMMARY_HEADER = ["op", "device", "dtype", "provider", "rows", "correct", "geomean vs eager", "geomean vs compile",
+                  *[f"fast_{p:g}" for p in FAST_P]]
+
+
+def summary_cells(e: dict) -> list[str]:
+    return [e["op"], e["device"], _dt(e["dtype"]), e["provider"], str(e["rows"]), str(e["correct"]),
+            _x(e["geomean_vs_eager"]), _x(e["geomean_vs_compile"]), *[_pct(e[fast_p_key(p)]) for p in FAST_P]]
+
+
+def target_lines(report: Report) -> list[str]:
+    lines = []
+    for c in report.target_checks():
+        head = f"target {c['op']} {c['device']} {_dt(c['dtype'])}: fastgan >= {c['target']:.2f}x eager (geomean)"
+        if c["met"] is None:
+            reasons = sorted({s.reason for s in report.skipped if s.op == c["op"] and s.device == c["device"]
+                              and s.provider.startswith("fastgan:")})
+            lines.append(f"{head}: NOT MEASURED, no fastgan backend ran"
+                         + (f" ({'; '.join(reasons)})" if reasons else ""))
+        else:
+            verdict = "met" if c["met"] else "NOT met"
+            lines.append(f"{head}: {c['provider']} {c['geomean_vs_eager']:.2f}x, {verdict}")
+    return lines
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)] if rows else [len(h) for h in header]
+    fmt = "  ".join("{:<%d}" % w for w in widths)
+    lines = [fmt.format(*header), fmt.format(*["-" * w for w in widths])]
+    lines += [fmt.format(*r) for r in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def to_text(report: Report) -> str:
+    s = report.settings
+    parts = [f"fastgan-kernels bench: {s.get('device')} | timing {s.get('timing_mode')} | "
+             f"{machine_mod.one_line(report.machine)}",
+             f"allocator: {s.get('allocator', {}).get('summary', '-')}", ""]
+    if report.rows:
+        parts += [_table(ROW_HEADER, [row_cells(r) for r in report.rows]), ""]
+    if report.skipped:
+        parts += ["skipped:"] + [f"  {k.op} {k.provider} on {k.device} ({k.cases} cases): {k.reason}"
+                                 for k in report.skipped] + [""]
+    parts += ["summary (geomeans over correct rows; fast_p = share of rows correct and > p x eager):",
+              _table(SUMMARY_HEADER, [summary_cells(e) for e in report.summary()])]
+    parts += target_lines(report)
+    if report.duration_s is not None:
+        parts.append(f"ran in {report.duration_s:.0f} s")
+    return "\n".join(parts)
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    esc = [[str(c).replace("|", "\\|") for c in r] for r in rows]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in esc])
+
+
+def to_markdown(report: Report) -> str:
+    s, m = report.settings, report.machine
+    cpu, gpu, v = m.get("cpu", {}), m.get("gpu", {}), m.get("versions", {})
+    timing = s.get("timing", {})
+    out = ["# Benchmarks", "",
+           "<!-- Written by `fastgan-kernels bench --markdown docs/benchmarks.md` (make bench); "
+           "do not edit by hand. -->", "",
+           f"Generated {report.created} by `{report.command}`"
+           + (f" in {report.duration_s:.0f} s." if report.duration_s is not None else "."), "",
+           "## Machine and settings", "",
+           f"- CPU: {cpu.get('model')}, {cpu.get('logical_cpus')} logical CPUs, "
+           f"{m.get('torch_threads')} torch threads; ISA: {' '.join(cpu.get('isa_flags', [])) or '-'}",
+           f"- fastgan extension: {cpu.get('fastgan_extension', '-')}"
+           + (f" (CPU path {cpu['fastgan_isa']})" if cpu.get("fastgan_isa") else ""),
+           "- GPU: " + (f"{gpu.get('name')}, {gpu.get('memory_gib')} GiB, driver {gpu.get('driver')}, "
+                        f"CUDA {gpu.get('cuda_runtime')}" if gpu.get("available") else f"none ({gpu.get('reason')})"),
+           f"- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
+           f"- Device benchmarked: {s.get('device')}; timing: `{s.get('timing_mode')}` "
+           f"(min run time {timing.get('min_run_time')} s, >= {timing.get('min_blocks')} blocks per provider "
+           f"on CPU; warm-up {timing.get('warmup_ms')} ms / {timing.get('rep_ms')} ms of calls on GPU); "
+           f"quick: {s.get('quick')}",
+           f"- Allocator (same for every provider): {s.get('allocator', {}).get('summary', '-')}",
+           f"- Load average at start / end: {s.get('loadavg_start')} / {s.get('loadavg_end')} "
+           "(the machine is shared: figures are +-15%)", ""]
+    for op, info in report.suites.items():
+        out += [f"- `{op}`: {info.get('description')}"]
+        out += [f"  - {k}: {val}" for k, val in info.get("notes", {}).items()]
+    out += ["", "## Summary", "",
+            "Geometric means over correct rows; fast_p is the share of rows that are correct and more than "
+            "p times faster than eager (KernelBench).", "",
+            _md_table(SUMMARY_HEADER, [summary_cells(e) for e in report.summary()]), ""]
+    out += [f"- {line}" for line in target_lines(report)] + [""]
+    if report.skipped:
+        out += ["## Skipped providers", "",
+                _md_table(["op", "provider", "device", "cases", "dtypes", "reason"],
+                          [[k.op, k.provider, k.device, str(k.cases), ", ".join(_dt(d) for d in k.dtypes), k.reason]
+                           for k in report.skipped]), ""]
+    out += ["## Results", ""]
+    groups: dict = {}
+    for r in report.rows:
+        groups.setdefault((r.op, r.device, r.dtype), []).append(r)
+    for (op, device, dtype), rows in groups.items():
+        out += [f"### {op}, {device}, {_dt(dtype)}", "",
+                _md_table(ROW_HEADER[1:2] + ROW_HEADER[3:] + ["setup"],
+                          [row_cells(r)[1:2] + row_cells(r)[3:] + [fmt_time(r.setup_s)] for r in rows]), ""]
+    return "\n".join(out)
+
+
+def write_markdown(report: Report, path: str) -> None:
+    with open(path, "w") as f:
+        f.write(to_markdown(report))
