@@ -1,6 +1,7 @@
 """Converters that turn plain models into fast ones in one call."""
 from .fuse import fuse
 from .prune import PruneReport, prune
+from .quantize import QuantizeReport, quantize
 from .schedule import CubicSparsitySchedule, GradualPruner
 
-__all__ = ["fuse", "prune", "PruneReport", "CubicSparsitySchedule", "GradualPruner"]
+__all__ = ["fuse", "prune", "PruneReport", "quantize", "QuantizeReport", "CubicSparsitySchedule", "GradualPruner"]

@@ -1,0 +1,123 @@
+"""Int8Linear: int8 weights (per output channel) and int8 activations, fused epilogue."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from .. import activations, backends
+from ..ops import int8_linear as q8
+
+
+class Int8Linear(nn.Module):
+    """``act(x @ W.T + b)`` with ``W`` int8 per output channel and ``x`` quantised to int8.
+
+    Input: a float tensor, quantised per token (``input_quant="dynamic"``) or with the calibrated
+    per-tensor ``input_scale`` (``"static"``); or an int8 tensor already quantised with
+    ``input_scale`` (from a previous Int8Linear that requantised its output: no float round trip).
+
+    Output: float (``out_dtype``, default float32) or, with ``output_scale`` set, int8 requantised
+    for the next layer.
+
+    Buffers (all in ``state_dict``): ``weight_int8`` [N, K], ``weight_scale`` [N], ``bias`` [N]
+    (fp32), ``input_scale`` and ``output_scale`` ([1], NaN when unused). The backend's packed
+    weight is derived from them (re-made after ``.to()`` and ``load_state_dict``).
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, activation: str = "identity",
+                 negative_slope: float = 0.2, input_quant: str = "dynamic", out_dtype: torch.dtype = torch.float32,
+                 backend: str = "auto", device=None):
+        super().__init__()
+        q8.check_in_features(in_features, "Int8Linear")
+        act = activations.check_activation(activation, negative_slope)
+        if input_quant not in ("dynamic", "static"):
+            raise ValueError(f"input_quant must be 'dynamic' or 'static', got {input_quant!r}")
+        if out_dtype not in q8.FLOAT_OUT:
+            raise TypeError(f"out_dtype must be one of {q8.FLOAT_OUT} (int8 output: set output_scale), got {out_dtype}")
+        self.in_features, self.out_features = in_features, out_features
+        self.activation, self.negative_slope = activations.name(act), float(negative_slope)
+        self.input_quant, self.out_dtype = input_quant, out_dtype
+        self.backend = backends.check_backend(backend)
+        f32 = {"device": device, "dtype": torch.float32}
+        self.register_buffer("weight_int8", torch.zeros(out_features, in_features, dtype=torch.int8, device=device))
+        self.register_buffer("weight_scale", torch.ones(out_features, **f32))
+        self.register_buffer("bias", torch.zeros(out_features, **f32) if bias else None)
+        self.register_buffer("input_scale", torch.full((1,), float("nan"), **f32))
+        self.register_buffer("output_scale", torch.full((1,), float("nan"), **f32))
+        self.register_buffer("weight_packed", None, persistent=False)
+        self._repack()
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, activation: str = "identity", negative_slope: float = 0.2,
+                    input_quant: str = "dynamic", input_scale: Optional[float] = None,
+                    output_scale: Optional[float] = None, out_dtype: torch.dtype = torch.float32,
+                    backend: str = "auto") -> "Int8Linear":
+        """Quantise ``linear``'s weight per output channel (symmetric, no zero point)."""
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"linear must be an nn.Linear, got {type(linear).__name__}")
+        module = cls(linear.in_features, linear.out_features, linear.bias is not None, activation, negative_slope,
+                     input_quant, out_dtype, backend, device=linear.weight.device)
+        wq, ws = q8.quantize_weight(linear.weight.detach().float(), "reference")
+        module.weight_int8.copy_(wq)
+        module.weight_scale.copy_(ws)
+        if linear.bias is not None:
+            module.bias.copy_(linear.bias.detach().float())
+        module.set_scales(input_scale, output_scale)
+        return module
+
+    def set_scales(self, input_scale: Optional[float] = None, output_scale: Optional[float] = None) -> None:
+        """Static input scale (for static mode / int8 inputs) and int8 output scale (None: float output)."""
+        for name, value in (("input_scale", input_scale), ("output_scale", output_scale)):
+            if value is not None and not (float(value) > 0 and float(value) < float("inf")):
+                raise ValueError(f"{name} must be a positive finite float, got {value}")
+            getattr(self, name).fill_(float("nan") if value is None else float(value))
+        if self.input_quant == "static" and input_scale is None:
+            raise ValueError("input_quant='static' needs an input_scale (from calibration)")
+
+    @property
+    def int8_output(self) -> bool:
+        return not bool(torch.isnan(self.output_scale).item())
+
+    def _repack(self) -> None:
+        try:
+            self.weight_packed = q8.pack_weight(self.weight_int8, self.backend)
+        except RuntimeError:  # a forced backend unavailable on this device: forward will say why
+            self.weight_packed = None
+
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        self._repack()
+        return self
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._repack()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.int8:
+            if torch.isnan(self.input_scale).any():
+                raise ValueError("Int8Linear got an int8 input but has no input_scale; set_scales(input_scale=...)")
+            xq, xs = x, self.input_scale
+        elif self.input_quant == "dynamic":
+            xq, xs = q8.quantize_per_token(x, self.backend)
+        else:
+            xq, xs = q8.quantize_per_tensor(x, self.input_scale, self.backend), self.input_scale
+        if self.int8_output:
+            out_dtype, out_scale = torch.int8, self.output_scale
+        else:
+            out_dtype = x.dtype if x.dtype in q8.FLOAT_OUT else self.out_dtype
+            out_scale = None
+        return q8.int8_linear(xq, xs, self.weight_int8, self.weight_scale, self.bias, self.activation,
+                              self.negative_slope, out_dtype, out_scale, self.weight_packed, self.backend)
+
+    def dequantized_weight(self) -> torch.Tensor:
+        return self.weight_int8.float() * self.weight_scale[:, None]
+
+    def extra_repr(self) -> str:
+        act = f"leaky_relu({self.negative_slope:g})" if self.activation == "leaky_relu" else self.activation
+        out = f"int8(scale={self.output_scale.item():.4g})" if self.int8_output else str(self.out_dtype)
+        inp = (f"static(scale={self.input_scale.item():.4g})" if self.input_quant == "static"
+               else "dynamic per-token")
+        return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
+                f"activation={act}, input={inp}, output={out}, backend={self.backend}")

@@ -1,0 +1,242 @@
+"""Int8 inference ops: symmetric quantisation and int8 x int8 -> int32 linear with a fused epilogue.
+
+* ``fastgan::quantize_per_token(x) -> (q, scale)``: per-row symmetric int8,
+  ``scale = max|x_row| / 127`` (1/127 for an all-zero row), ``q = clamp(round(x / scale), -127, 127)``
+  with round-half-to-even. The same function quantises a weight per output channel.
+* ``fastgan::quantize_per_tensor(x, scale) -> q``: static per-tensor scale from calibration.
+* ``fastgan::int8_linear(xq, x_scale, wq, w_scale, bias, w_packed, activation, negative_slope,
+  out_dtype, out_scale, backend)``: ``acc = xq @ wq.T`` in int32, then
+  ``y = act(acc * x_scale[m] * w_scale[n] + bias[n])`` in the epilogue, written as float
+  (fp32 / bf16 / fp16), requantised to int8 with ``out_scale`` (the next layer's static input
+  scale, so int8 layers chain without a float round trip), or as the raw int32 accumulator.
+
+No zero points. ``K`` is limited so that int32 accumulation cannot overflow:
+``127 * 127 * K < 2**31``. A NaN or Inf in a quantiser's input raises on the CPU (PyTorch's
+dynamic int8 silently turns it into finite numbers); on CUDA the row's scale becomes NaN, so
+float outputs of that row are NaN.
+
+``w_packed`` is the backend's packed weight (``pack_weight``), made once by the module; the
+CPU kernels use it, others ignore it (and pack per call when it is missing).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from .. import activations, backends
+from . import _validate
+
+MAX_K = (2 ** 31 - 1) // (127 * 127)  # 133143: largest K whose int32 accumulator cannot overflow
+FLOAT_OUT = (torch.float32, torch.bfloat16, torch.float16)
+OUT_DTYPES = FLOAT_OUT + (torch.int8, torch.int32)
+
+
+def _triton():
+    from ..triton import int8_linear as kernels  # lazily: triton is optional
+
+    return kernels
+
+
+def _ext():
+    return torch.ops.fastgan_ext
+
+
+# --- references --------------------------------------------------------------------------------
+def _check_finite_rows(x: Tensor, name: str) -> None:
+    bad = ~torch.isfinite(x).all(dim=-1)
+    if bool(bad.any()):
+        row = int(bad.nonzero()[0, 0])
+        raise ValueError(f"{name} has NaN or Inf (first in row {row}); int8 quantisation would lose it")
+
+
+def _round_clamp(v: Tensor) -> Tensor:
+    return torch.round(v).clamp_(-127, 127).to(torch.int8)
+
+
+def reference_quantize_per_token(x: Tensor) -> tuple[Tensor, Tensor]:
+    x = x.float()
+    _check_finite_rows(x, "x")
+    amax = x.abs().amax(dim=-1)
+    scale = torch.where(amax > 0, amax / 127.0, torch.full_like(amax, 1.0 / 127.0))
+    return _round_clamp(x / scale[:, None]), scale
+
+
+def reference_quantize_per_tensor(x: Tensor, scale: Tensor) -> Tensor:
+    x = x.float()
+    _check_finite_rows(x.reshape(-1, x.shape[-1]), "x")
+    return _round_clamp(x / scale.float())
+
+
+def reference_int8_linear(xq, x_scale, wq, w_scale, bias, act, slope, out_dtype, out_scale) -> Tensor:
+    # float64 holds every int32 accumulator exactly (|acc| < 2**31 < 2**53) on any device.
+    acc = xq.double() @ wq.double().t()
+    if out_dtype == torch.int32:
+        return acc.to(torch.int32)
+    y = acc.float() * x_scale.float().reshape(-1, 1) * w_scale.float().reshape(1, -1)
+    if bias is not None:
+        y = y + bias.float()
+    y = activations.apply(y, act, slope)
+    if out_dtype == torch.int8:
+        return _round_clamp(y / out_scale.float())
+    return y.to(out_dtype)
+
+
+# --- custom ops --------------------------------------------------------------------------------
+@torch.library.custom_op("fastgan::quantize_per_token", mutates_args=())
+def _quantize_per_token_op(x: Tensor, backend: str) -> tuple[Tensor, Tensor]:
+    chosen = backends.resolve(backend, x.device, "quantize_per_token")
+    k = x.shape[-1]
+    x2 = x.reshape(-1, k)
+    if chosen in ("cpu_ext", "cuda_ext"):
+        q, scale = _ext().quantize_per_token(x2)
+    elif chosen == "triton":
+        q, scale = _triton().quantize_per_token(x2)
+    else:
+        q, scale = reference_quantize_per_token(x2)
+    return q.reshape(x.shape), scale.reshape(x.shape[:-1])
+
+
+@_quantize_per_token_op.register_fake
+def _(x, backend):
+    return x.new_empty(x.shape, dtype=torch.int8), x.new_empty(x.shape[:-1], dtype=torch.float32)
+
+
+@torch.library.custom_op("fastgan::quantize_per_tensor", mutates_args=())
+def _quantize_per_tensor_op(x: Tensor, scale: Tensor, backend: str) -> Tensor:
+    chosen = backends.resolve(backend, x.device, "quantize_per_tensor")
+    x2 = x.reshape(-1, x.shape[-1])
+    if chosen in ("cpu_ext", "cuda_ext"):
+        q = _ext().quantize_per_tensor(x2, scale)
+    elif chosen == "triton":
+        q = _triton().quantize_per_tensor(x2, scale)
+    else:
+        q = reference_quantize_per_tensor(x2, scale)
+    return q.reshape(x.shape)
+
+
+@_quantize_per_tensor_op.register_fake
+def _(x, scale, backend):
+    return x.new_empty(x.shape, dtype=torch.int8)
+
+
+@torch.library.custom_op("fastgan::int8_linear", mutates_args=())
+def _int8_linear_op(xq: Tensor, x_scale: Tensor, wq: Tensor, w_scale: Tensor, bias: Optional[Tensor],
+                    w_packed: Optional[Tensor], activation: str, negative_slope: float, out_dtype: torch.dtype,
+                    out_scale: Optional[Tensor], backend: str) -> Tensor:
+    act = int(activations.check_activation(activation, negative_slope))
+    chosen = backends.resolve(backend, xq.device, "int8_linear_fwd")
+    n, k = wq.shape
+    x2 = xq.reshape(-1, k)
+    xs = x_scale.reshape(-1)
+    if chosen in ("cpu_ext", "cuda_ext"):
+        packed = w_packed if w_packed is not None else _ext().int8_pack_weight(wq)
+        y = _ext().int8_linear_fwd(x2, xs, packed, w_scale, bias, n, act, negative_slope, out_dtype, out_scale)
+    elif chosen == "triton":
+        y = _triton().int8_linear(x2, xs, wq, w_scale, bias, n, act, negative_slope, out_dtype, out_scale)
+    else:
+        y = reference_int8_linear(x2, xs, wq, w_scale, bias, act, negative_slope, out_dtype, out_scale)
+    return y.reshape(*xq.shape[:-1], n)
+
+
+@_int8_linear_op.register_fake
+def _(xq, x_scale, wq, w_scale, bias, w_packed, activation, negative_slope, out_dtype, out_scale, backend):
+    return xq.new_empty((*xq.shape[:-1], wq.shape[0]), dtype=out_dtype)
+
+
+# --- checked entry points ----------------------------------------------------------------------
+def _check_scale(scale, name: str, sizes: tuple[int, ...], device, op: str) -> None:
+    if scale is None:
+        raise TypeError(f"{op}: {name} is required (a float32 tensor of shape {' or '.join(map(str, sizes))})")
+    _validate.check_tensor(scale, f"{op}: {name}")
+    if scale.dtype != torch.float32:
+        raise TypeError(f"{op}: {name} must be float32, got {scale.dtype}")
+    if scale.device != device:
+        raise ValueError(f"{op}: {name} must be on {device}, got {scale.device}")
+    if tuple(scale.shape) not in [(s,) for s in sizes] + ([()] if 1 in sizes else []):
+        raise ValueError(f"{op}: {name} must have shape {' or '.join(f'({s},)' for s in sizes)}, "
+                         f"got {tuple(scale.shape)}")
+
+
+def check_in_features(k: int, op: str) -> None:
+    if k > MAX_K:
+        raise ValueError(f"{op}: in_features K = {k} is too large for int32 accumulation "
+                         f"(127 * 127 * K must stay below 2**31, so K <= {MAX_K})")
+
+
+def quantize_per_token(x: Tensor, backend: str = "auto") -> tuple[Tensor, Tensor]:
+    """Per-row symmetric int8 quantisation of ``x [..., K]`` -> (q int8 [..., K], scale fp32 [...])."""
+    _validate.check_tensor(x, "quantize_per_token: x")
+    _validate.check_float(x, "quantize_per_token: x")
+    _validate.check_input(x, x.shape[-1] if x.dim() else 0, "quantize_per_token")
+    backends.check_backend(backend)
+    return _quantize_per_token_op(x, backend)
+
+
+def quantize_per_tensor(x: Tensor, scale: Tensor, backend: str = "auto") -> Tensor:
+    """Static symmetric int8 quantisation with a calibrated per-tensor ``scale`` [1]."""
+    _validate.check_tensor(x, "quantize_per_tensor: x")
+    _validate.check_float(x, "quantize_per_tensor: x")
+    _validate.check_input(x, x.shape[-1] if x.dim() else 0, "quantize_per_tensor")
+    _check_scale(scale, "scale", (1,), x.device, "quantize_per_tensor")
+    backends.check_backend(backend)
+    return _quantize_per_tensor_op(x, scale.reshape(1), backend)
+
+
+def quantize_weight(weight: Tensor, backend: str = "auto") -> tuple[Tensor, Tensor]:
+    """Per-output-channel symmetric int8 weight: (wq int8 [N, K], w_scale fp32 [N])."""
+    if weight.dim() != 2:
+        raise ValueError(f"quantize_weight: weight must be 2-D [N, K], got shape {tuple(weight.shape)}")
+    return quantize_per_token(weight.detach(), backend)
+
+
+def pack_weight(wq: Tensor, backend: str = "auto") -> Optional[Tensor]:
+    """The packed weight the chosen backend wants (None where it reads ``wq`` as is)."""
+    chosen = backends.resolve(backend, wq.device, "int8_pack_weight")
+    return _ext().int8_pack_weight(wq) if chosen in ("cpu_ext", "cuda_ext") else None
+
+
+def int8_linear(xq: Tensor, x_scale: Tensor, wq: Tensor, w_scale: Tensor, bias: Optional[Tensor] = None,
+                activation: str = "identity", negative_slope: float = 0.2, out_dtype: torch.dtype = torch.float32,
+                out_scale: Optional[Tensor] = None, w_packed: Optional[Tensor] = None,
+                backend: str = "auto") -> Tensor:
+    """``act((xq @ wq.T) * x_scale * w_scale + bias)`` with an int32 accumulator.
+
+    Args:
+        xq: int8 ``[..., K]``; x_scale: fp32 ``[M]`` (per token) or ``[1]`` (per tensor).
+        wq: int8 ``[N, K]``; w_scale: fp32 ``[N]``; bias: fp32 ``[N]`` or None.
+        out_dtype: float32 / bfloat16 / float16, int8 (requantised with ``out_scale`` [1]) or
+            int32 (the raw accumulator: no scales, bias or activation allowed).
+        w_packed: ``pack_weight(wq)``, to skip packing on every call.
+    """
+    op = "int8_linear"
+    for name, t in (("xq", xq), ("wq", wq)):
+        _validate.check_tensor(t, f"{op}: {name}")
+        if t.dtype != torch.int8:
+            raise TypeError(f"{op}: {name} must be int8 (quantise it first), got {t.dtype}")
+    if wq.dim() != 2:
+        raise ValueError(f"{op}: wq must be 2-D [out_features, in_features], got shape {tuple(wq.shape)}")
+    if wq.device != xq.device:
+        raise ValueError(f"{op}: wq must be on xq's device {xq.device}, got {wq.device}")
+    n, k = wq.shape
+    m = _validate.check_input(xq, k, op)
+    check_in_features(k, op)
+    _check_scale(x_scale, "x_scale", (m, 1), xq.device, op)
+    _check_scale(w_scale, "w_scale", (n,), xq.device, op)
+    if bias is not None:
+        _check_scale(bias, "bias", (n,), xq.device, op)
+    if out_dtype not in OUT_DTYPES:
+        raise TypeError(f"{op}: out_dtype must be one of {OUT_DTYPES}, got {out_dtype}")
+    act = activations.check_activation(activation, negative_slope)
+    if out_dtype == torch.int8:
+        _check_scale(out_scale, "out_scale", (1,), xq.device, op)
+        out_scale = out_scale.reshape(1)
+    elif out_scale is not None:
+        raise ValueError(f"{op}: out_scale is only used with out_dtype=torch.int8, got out_dtype={out_dtype}")
+    if out_dtype == torch.int32 and (bias is not None or act != activations.Activation.IDENTITY):
+        raise ValueError(f"{op}: out_dtype=torch.int32 returns the raw accumulator; bias and activation "
+                         f"must be None and 'identity'")
+    backends.check_backend(backend)
+    return _int8_linear_op(xq, x_scale.reshape(-1), wq, w_scale, bias, w_packed, activations.name(act),
+                           float(negative_slope), out_dtype, out_scale, backend)
