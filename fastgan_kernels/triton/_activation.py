@@ -35,8 +35,10 @@ def tanh_f32(z):
 
 @triton.jit
 def sigmoid_f32(z):
-    """1 / (1 + exp(-z)); exp overflowing to inf for very negative z gives the correct 0."""
-    return 1.0 / (1.0 + tl.exp(-z))
+    """1 / (1 + exp(-z)) through e = exp(-|z|) in (0, 1], so nothing overflows: z < 0 gives e / (1 + e)."""
+    e = tl.exp(-tl.abs(z))
+    r = 1.0 / (1.0 + e)
+    return tl.where(z < 0, e * r, r)
 
 
 @triton.jit
