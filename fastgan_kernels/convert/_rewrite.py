@@ -88,9 +88,9 @@ def _rewrite_sequentials(model: nn.Module, make: Factory, lone: bool, done: set)
                 act = activation_of_module(seq._modules[keys[i + 1]]) if i + 1 < len(keys) else None
                 if act is not None or lone:
                     new = make(name, child, act or IDENTITY)
+                    done.add(id(child))  # decided: converted, or declined by the factory
                     if new is not None:
                         seq._modules[keys[i]] = new
-                        done.add(id(child))
                         if act is not None:
                             seq._modules[keys[i + 1]] = nn.Identity()
                             i += 1
@@ -120,18 +120,20 @@ def _rewrite_traced(module: nn.Module, make: Factory, lone: bool, done: set, lab
         if node.op != "call_module" or type(modules.get(node.target)) is not nn.Linear:
             continue
         linear = modules[node.target]
+        if id(linear) in done:
+            continue
         users = list(node.users)
         act_node = users[0] if len(users) == 1 else None
         act = _activation_of_node(act_node, node, modules) if act_node is not None else None
         if act is None and not lone:
             continue
         new = make(f"{label}.{node.target}" if label else node.target, linear, act or IDENTITY)
+        done.add(id(linear))
         if new is None:
             continue
         parent_name, _, attr = node.target.rpartition(".")
         setattr(module.get_submodule(parent_name) if parent_name else module, attr, new)
         modules[node.target] = new
-        done.add(id(linear))
         changed = True
         if act is not None:
             act_node.replace_all_uses_with(node)
@@ -159,6 +161,16 @@ def _graph_module_like(module: nn.Module, graph: fx.Graph) -> fx.GraphModule:
     return gm
 
 
+def _tracing_owner(model: nn.Module, name: str) -> Optional[str]:
+    """The nearest ancestor of module ``name`` that is not an nn.Sequential (None: all are)."""
+    owner = name.rpartition(".")[0]
+    while isinstance(model.get_submodule(owner) if owner else model, nn.Sequential):
+        if not owner:
+            return None
+        owner = owner.rpartition(".")[0]
+    return owner
+
+
 def rewrite(model: nn.Module, make: Factory, *, lone_linear: bool = False, inplace: bool = False) -> nn.Module:
     """Replace every ``Linear`` (+ following activation) of ``model`` with ``make(name, linear, act)``.
 
@@ -173,13 +185,14 @@ def rewrite(model: nn.Module, make: Factory, *, lone_linear: bool = False, inpla
         return (lone_linear and make("", model, IDENTITY)) or model
     done: set[int] = set()
     _rewrite_sequentials(model, make, lone_linear, done)
-    # Owners of the Linears the Sequential pass did not reach, deepest first.
-    owners = sorted({name.rpartition(".")[0] for name, m in model.named_modules()
-                     if type(m) is nn.Linear and id(m) not in done}, key=lambda n: -n.count(".") - bool(n))
+    # Owners of the Linears the Sequential pass did not convert, deepest first. A Linear that
+    # ends a Sequential may still be followed by an activation in the forward of the nearest
+    # module above that is not a Sequential: that module is the one to trace.
+    owners = sorted({_tracing_owner(model, name) for name, m in model.named_modules()
+                     if type(m) is nn.Linear and id(m) not in done} - {None},
+                    key=lambda n: -n.count(".") - bool(n))
     for owner in owners:
         module = model.get_submodule(owner) if owner else model
-        if isinstance(module, nn.Sequential):
-            continue
         traced = _rewrite_traced(module, make, lone_linear, done, owner)
         if traced is None:
             continue

@@ -52,8 +52,10 @@ class MLPGenerator(nn.Module):
 class MLPDiscriminator(nn.Module):
     """channels*img*img -> hidden... -> 1 with LeakyReLU, Sigmoid at the end (probability of "real").
 
-    The seed configuration is 28*28 -> 512 -> 256 -> 1. Training uses the logits
-    (``logits(x)``, BCE-with-logits); ``forward`` keeps the seed's Sigmoid.
+    The seed configuration is 28*28 -> 512 -> 256 -> 1. The Sigmoid is kept apart from the
+    layer stack (``self.net`` ends with the last Linear): training uses the logits
+    (``logits(x)``, BCE-with-logits), and ``fuse()`` leaves that last Linear alone, so the
+    logits stay available; :meth:`fused_for_inference` folds the Sigmoid into it.
     """
 
     def __init__(self, img_size: int = 28, channels: int = 1, hidden: Sequence[int] = (512, 256),
@@ -61,14 +63,26 @@ class MLPDiscriminator(nn.Module):
         super().__init__()
         self.img_size, self.channels = img_size, channels
         sizes = [channels * img_size * img_size, *hidden, 1]
-        self.net = _mlp(sizes, nn.LeakyReLU(negative_slope), nn.Sigmoid())
+        self.net = _mlp(sizes, nn.LeakyReLU(negative_slope), None)
+        self.out_act = nn.Sigmoid()
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
-        return self.net(img.reshape(img.shape[0], -1))
+        return self.out_act(self.logits(img))
 
     def logits(self, img: torch.Tensor) -> torch.Tensor:
-        """The pre-Sigmoid score: every layer but the final activation."""
-        return self.net[:-1](img.reshape(img.shape[0], -1))
+        """The pre-Sigmoid score."""
+        return self.net(img.reshape(img.shape[0], -1))
+
+    def fused_for_inference(self, backend: str = "auto") -> nn.Sequential:
+        """flatten -> fused layers, the last with the Sigmoid folded in (shares the parameters)."""
+        from ..convert import fuse
+        from ..nn import FusedLinear
+
+        body = fuse(self.net, backend=backend, inplace=False)
+        last = body[len(body) - 1]
+        linear = last if isinstance(last, nn.Linear) else last.to_linear()[0]
+        body[len(body) - 1] = FusedLinear.from_linear(linear, "sigmoid", backend=backend)
+        return nn.Sequential(nn.Flatten(), *body)
 
 
 def seed_generator(img_size: int = 28) -> MLPGenerator:
