@@ -25,6 +25,9 @@ from .registry import Case, Provider, Suite, dtype_name, get_suite, suite_names
 from .report import Report, Row
 
 
+WARMUP_SKIP_S = 1.0  # no separate warm-up call after a checked call that took longer than this
+
+
 @dataclass
 class RunOptions:
     ops: Optional[Sequence[str]] = None          # None: every registered suite
@@ -96,12 +99,15 @@ def prepare(suite: Suite, case: Case, provider: Provider, inputs, expected) -> t
         fn = provider.build(case, inputs)
         _sync(case.device)
         row.setup_s = time.perf_counter() - start
+        start = time.perf_counter()
         out = fn()
         _sync(case.device)
+        first_call = time.perf_counter() - start
         row.max_abs_err, row.max_rel_err, row.correct = compare(suite, case, out, expected)
         del out
-        fn()  # warm-up: caches, lazy initialisation, autotuning
-        _sync(case.device)
+        if first_call < WARMUP_SKIP_S:  # a long first call has warmed caches well enough
+            fn()  # warm-up: caches, lazy initialisation, autotuning
+            _sync(case.device)
     except Exception as exc:
         row.status, row.error = "error", _error_text(exc)
         return row, None

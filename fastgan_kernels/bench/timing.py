@@ -110,22 +110,26 @@ class AutoRange:
         """Pick the calls per block from one timed call, then one timed trial block."""
         cfg = self.config
         block_target = max(cfg.min_run_time / max(cfg.target_blocks, 1), 1e-4)
-        one = max(self._time(1), 1e-9)
-        n = max(1, min(int(block_target / one), 1_000_000))
+        one = self._time(1)
+        n = max(1, min(int(block_target / max(one, 1e-9)), 1_000_000))
         if n > 1:  # a single call is noisy at µs scale: refine from a block of n
             per_call = max(self._time(n) / n, 1e-9)
             n = max(1, min(int(block_target / per_call), 1_000_000))
+        else:  # a call longer than a block is a block: keep it as the first sample
+            self.samples.append(one)
+            self.spent += one
         self.calls_per_block = n
         return n
 
     @property
     def done(self) -> bool:
-        cfg = self.config
-        if len(self.samples) < 3:
+        """Enough samples and time; or past ``max_run_time`` (with 3 samples, or 1 when one call exceeds it)."""
+        cfg, n = self.config, len(self.samples)
+        if n == 0:
             return False
         if self.spent >= cfg.max_run_time:
-            return True
-        return self.spent >= cfg.min_run_time and len(self.samples) >= cfg.min_blocks
+            return n >= 3 or self.samples[0] >= cfg.max_run_time
+        return n >= max(cfg.min_blocks, 1) and self.spent >= cfg.min_run_time
 
     def step(self) -> float:
         """Run one block; returns its per-call time."""

@@ -1,0 +1,152 @@
+"""pytest-benchmark front end of the harness: ``pytest benchmarks --benchmark-only``.
+
+benchmarks/conftest.py imports everything from here (hooks, options, fixtures), and an
+op's test module is one line on top of its suite::
+
+    from fastgan_kernels.bench.pytest_plugin import bench_op
+    test_fused_linear = bench_op("fused_linear")
+
+Each (case, provider) becomes one test, run through the ``benchmark`` fixture and
+grouped by shape; the harness's figures (GFLOP/s, GB/s, speed-up over eager and over
+torch.compile from the same session, max errors, correctness) go into ``extra_info``.
+Providers that cannot run are skipped with their reason. On CUDA the fixture's timer
+synchronises the device at the edges of each round (one round = many calls), never
+per call. Options: ``--fastgan-device {auto,cpu,cuda}``, ``--fastgan-quick``.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from . import allocator, machine, runner, timing
+from .registry import get_suite
+
+allocator.configure()  # before any benchmark allocates: every provider under the same settings
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("fastgan", "fastgan_kernels benchmarks")
+    group.addoption("--fastgan-device", default="auto", choices=("auto", "cpu", "cuda"),
+                    help="device of the benchmark cases (auto: cuda when available)")
+    group.addoption("--fastgan-quick", action="store_true", help="the --quick set of cases")
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    info = machine.machine_info()
+    cpu, gpu, versions = info["cpu"], info["gpu"], info["versions"]
+    machine_info.update({
+        "cpu_model": cpu.get("model"),
+        "cpu_isa_flags": cpu.get("isa_flags"),
+        "cpu_flags": cpu.get("flags"),
+        "gpu_name": gpu.get("name") if gpu.get("available") else None,
+        "gpu_driver": gpu.get("driver") if gpu.get("available") else None,
+        "cuda_runtime": gpu.get("cuda_runtime") if gpu.get("available") else None,
+        "torch_version": versions.get("torch"),
+        "triton_version": versions.get("triton"),
+        "torch_threads": info.get("torch_threads"),
+        "allocator": allocator.describe(),
+        "fastgan": info,
+    })
+
+
+class BenchState:
+    """Session-wide: the current case's inputs and reference, and every median measured so far."""
+
+    def __init__(self):
+        self.medians: dict[tuple, float] = {}
+        self._key = None
+        self._data = None
+
+    def inputs(self, suite, case):
+        if self._key != (suite.op, case):
+            self._data = None  # free the previous case first
+            inputs = suite.make_inputs(case)
+            self._data = (inputs, suite.reference(case, inputs))
+            self._key = (suite.op, case)
+        return self._data
+
+    def baseline_median(self, suite, case, config: timing.TimingConfig) -> tuple[float | None, str]:
+        """The baseline's median for ``case``: from this session, or timed now by the harness."""
+        key = (suite.op, case, suite.baseline)
+        if key in self.medians:
+            return self.medians[key], "pytest-benchmark"
+        inputs, expected = self.inputs(suite, case)
+        row, fn = runner.prepare(suite, case, suite.provider(suite.baseline), inputs, expected)
+        if fn is None:
+            return None, f"baseline failed: {row.error}"
+        m = timing.measure([fn], case.device, config)[0]
+        return m.median, "harness (the baseline's own test did not run)"
+
+
+@pytest.fixture(scope="session")
+def fastgan_bench_state():
+    return BenchState()
+
+
+def _device(config) -> tuple[str | None, str]:
+    try:
+        return runner.resolve_device(config.getoption("--fastgan-device")), ""
+    except RuntimeError as exc:
+        return None, str(exc)
+
+
+def pytest_generate_tests(metafunc):
+    op = getattr(metafunc.function, "_fastgan_op", None)
+    if op is None:
+        return
+    suite = get_suite(op)
+    device, why = _device(metafunc.config)
+    if device is None:
+        metafunc.parametrize("fastgan_case", [pytest.param(None, id=f"{op}-no-device",
+                                                           marks=pytest.mark.skip(reason=why))])
+        return
+    options = runner.RunOptions(device=device, quick=metafunc.config.getoption("--fastgan-quick"))
+    params = []
+    for case in runner.select_cases(suite, options):
+        for p in suite.select_providers(None):
+            reason = p.skip_reason(case)
+            marks = [pytest.mark.skip(reason=f"{p.name}: {reason}")] if reason else []
+            if device == "cuda":
+                marks.append(pytest.mark.cuda)
+            params.append(pytest.param((case, p.name), id=f"{case.id}-{p.name}", marks=marks))
+    metafunc.parametrize("fastgan_case", params)
+
+
+def bench_op(op: str):
+    """The pytest-benchmark test function for ``op``'s suite (assign it to a ``test_...`` name)."""
+
+    def test(benchmark, fastgan_bench_state, fastgan_case):
+        case, provider_name = fastgan_case
+        suite = get_suite(op)
+        provider = suite.provider(provider_name)
+        state = fastgan_bench_state
+        inputs, expected = state.inputs(suite, case)
+        row, fn = runner.prepare(suite, case, provider, inputs, expected)
+        if fn is None:
+            pytest.fail(f"{provider.name} on {case.id}: {row.error}")
+        benchmark.group = f"{op} {case.shape_str} {case.device}"
+        if case.device == "cuda" and hasattr(benchmark, "_timer"):
+            benchmark._timer = timing.synchronized_timer  # sync at round edges only
+        benchmark(fn)
+        info = {"op": op, "shape": case.dims, "dtype": str(case.dtype).replace("torch.", ""),
+                "device": case.device, "provider": provider.name, "max_abs_err": row.max_abs_err,
+                "max_rel_err": row.max_rel_err, "correct": row.correct, "setup_s": row.setup_s}
+        stats = getattr(benchmark, "stats", None)
+        if stats is not None:  # None when benchmarks are disabled
+            median = stats.stats.median
+            state.medians[(op, case, provider.name)] = median
+            config = timing.TimingConfig.quick()
+            base, base_src = state.baseline_median(suite, case, config)
+            peer = state.medians.get((op, case, suite.compile_peer))
+            info.update(median_s=median, gflops=case.flops / median / 1e9, gbps=case.bytes / median / 1e9,
+                        speedup_vs_eager=base / median if base else None, eager_median_from=base_src,
+                        speedup_vs_compile=peer / median if peer else None)
+            if case.nonzero_flops is not None:
+                info["nonzero_gflops"] = case.nonzero_flops / median / 1e9
+        benchmark.extra_info.update(info)
+        assert row.correct, (f"{provider.name} on {case.id} differs from the reference: max abs err "
+                             f"{row.max_abs_err:.3g}, max rel err {row.max_rel_err:.3g}")
+
+    test.__name__ = f"test_{op}"
+    test._fastgan_op = op
+    return test
