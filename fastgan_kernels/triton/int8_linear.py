@@ -67,7 +67,6 @@ from .fused_linear import INTERPRET, _device_guard, grouped_tile_ids
 MAX_K = (2**31 - 1) // (128 * 128)
 _FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _OUT_KIND = {torch.float32: 0, torch.bfloat16: 0, torch.float16: 0, torch.int8: 1, torch.int32: 2}
-_FLT_MAX = 3.4028234663852886e38
 
 # (BLOCK_M, BLOCK_N, BLOCK_K, num_stages, num_warps); GROUP_M = 8. int8 tiles are 1 byte
 # per element, so BLOCK_K is twice the fp16 one for the same shared-memory bytes.
@@ -138,7 +137,7 @@ def _quantize_per_token_kernel(x_ptr, q_ptr, scale_ptr, M, K, stride_xm, stride_
         mask = mask_m[:, None] & (offs_k < K)[None, :]
         x = tl.load(x_rows + offs_k[None, :] * stride_xk, mask=mask, other=0.0).to(tl.float32)
         ax = tl.abs(x)
-        finite = ax <= _FLT_MAX  # False for NaN and +-Inf
+        finite = ax <= 3.4028234663852886e38  # FLT_MAX: False for NaN and +-Inf
         amax = tl.max(tl.where(finite, ax, 0.0), axis=1)
         bad = tl.max(tl.where(finite, 0, 1), axis=1)
     else:
@@ -147,7 +146,7 @@ def _quantize_per_token_kernel(x_ptr, q_ptr, scale_ptr, M, K, stride_xm, stride_
         for k0 in range(0, K, BLOCK_K):
             mask = mask_m[:, None] & (offs_k < K - k0)[None, :]
             ax = tl.abs(tl.load(x_rows + (k0 + offs_k)[None, :] * stride_xk, mask=mask, other=0.0).to(tl.float32))
-            finite = ax <= _FLT_MAX
+            finite = ax <= 3.4028234663852886e38
             amax = tl.maximum(amax, tl.max(tl.where(finite, ax, 0.0), axis=1))
             bad = tl.maximum(bad, tl.max(tl.where(finite, 0, 1), axis=1))
     scale = tl.math.div_rn(tl.where(amax == 0.0, 1.0, amax), tl.full((BLOCK_M,), 127.0, tl.float32))
