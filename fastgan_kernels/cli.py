@@ -14,6 +14,7 @@ from typing import Optional, Sequence
 SUBCOMMANDS = (
     "fastgan_kernels.bench.cli",
     "fastgan_kernels.profile.cli",
+    "fastgan_kernels.train.cli",
 )
 
 
