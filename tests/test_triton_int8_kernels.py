@@ -149,6 +149,21 @@ def test_int32_accumulator_exact(m, k, n):
     assert torch.equal(acc, ref_acc(xq, wq))
 
 
+def test_interpreter_int8_dot_fallback(monkeypatch):
+    """The int8 tl.dot path is the one tested where the interpreter has it; the fp32 fallback is exact too."""
+    import triton
+    if k8.INTERPRET and tuple(int(p) for p in triton.__version__.split(".")[:2]) >= (3, 9):
+        assert not k8._int8_dot_via_f32()
+    monkeypatch.setattr(k8, "_int8_dot_via_f32", lambda: True)
+    if not k8.INTERPRET:
+        pytest.skip("the fallback exists for the interpreter only")
+    xq = torch.full((20, 300), -128, dtype=torch.int8)
+    xq[::3] = torch.randint(-127, 128, (7, 300), dtype=torch.int8)
+    wq = torch.randint(-128, 128, (33, 300), dtype=torch.int8)
+    acc = run(xq, torch.ones(1), wq, torch.ones(33), None, out_dtype=torch.int32)
+    assert torch.equal(acc, ref_acc(xq, wq))
+
+
 def test_int32_extremes_and_strided_operands():
     k = 2000  # |acc| up to 2000 * 128 * 128 = 32.8M > 2**24: beyond fp32-exact, must stay exact
     xq = torch.full((3, k), -128, dtype=torch.int8, device=DEVICE)
@@ -283,13 +298,14 @@ for arch, tile, mma in ((80, (64, 64, 128, 4, 4), "mma.sync.aligned.m16n8k32.row
     bm, bn, bk, stages, warps = tile
     for kind, out in ((0, "*bf16"), (1, "*i8"), (2, "*i32")) if arch == 90 else ((1, "*i8"),):
         consts = dict(OUT_KIND=kind, X_PER_TOKEN=kind == 0, HAS_BIAS=kind != 2, ACTIVATION=3 * (kind != 2),
-                      BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, GROUP_M=8)
+                      I8_VIA_F32=False, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, GROUP_M=8)
         ptx = build(k8._int8_gemm_kernel, {**ptr, "c_ptr": out}, consts, arch, warps, stages).asm["ptx"]
         assert mma in ptx, (arch, kind, "int8 tensor-core instruction missing")
         assert (kind == 1) == ("div.rn.f32" in ptx), (arch, kind, "requantisation must divide with div.rn")
-    for fn, consts in () if arch != 90 else ((k8._quantize_per_token_kernel, dict(BLOCK_M=2, BLOCK_K=4096, ONE_TILE=True)),
-                       (k8._quantize_per_token_kernel, dict(BLOCK_M=2, BLOCK_K=64, ONE_TILE=False)),
-                       (k8._quantize_per_tensor_kernel, dict(BLOCK_M=4, BLOCK_K=1024))):
+    quantisers = ((k8._quantize_per_token_kernel, dict(BLOCK_M=2, BLOCK_K=4096, ONE_TILE=True)),
+                  (k8._quantize_per_token_kernel, dict(BLOCK_M=2, BLOCK_K=64, ONE_TILE=False)),
+                  (k8._quantize_per_tensor_kernel, dict(BLOCK_M=4, BLOCK_K=1024)))
+    for fn, consts in quantisers if arch == 90 else ():
         ptx = build(fn, ptr, consts, arch, 4, 1).asm["ptx"]
         assert "div.rn.f32" in ptx and "div.full.f32" not in ptx and "0f4B400000" in ptx, (fn, consts)
 print("AOT-OK")

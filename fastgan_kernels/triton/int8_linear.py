@@ -37,9 +37,13 @@ tensor cores on GPU (mma/wgmma s8, K-step 32, hence ``BLOCK_K >= 32``); Triton's
 interpreter multiplies int8 tiles exactly with an int32 accumulator (triton 3.9,
 checked by the tests), so the same code runs there. ``wq`` is read in its plain
 [N, K] layout through its strides, which is already the K-major B operand the int8
-MMA wants. Tiling, grouped program order (``GROUP_M`` tile-rows walked column by
-column for L2 reuse), int64 offsets and the load masks for ragged M/N/K (masked
-lanes load 0 and add nothing) follow ``fused_linear.py``, whose helpers are reused.
+MMA wants. (Older interpreters that multiply int8 tiles in int8 and wrap are detected
+once by :func:`_int8_dot_via_f32`; there, and only there, each K step is an exact
+fp32 dot, ``|partial| <= 128 * 128 * BLOCK_K < 2**24``.)
+
+Tiling, grouped program order (``GROUP_M`` tile-rows walked column by column for L2
+reuse), int64 offsets and the load masks for ragged M/N/K (masked lanes load 0 and
+add nothing) follow ``fused_linear.py``, whose helpers are reused.
 
 Epilogue, on the int32 accumulator, selected by constexpr switches:
 ``OUT_KIND`` 0 = float (``y = act(acc * x_scale[m] * w_scale[n] + bias[n])`` in fp32,
@@ -53,6 +57,7 @@ one small config under ``TRITON_INTERPRET=1``.
 """
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import torch
@@ -63,8 +68,9 @@ from torch import Tensor
 from ._activation import bias_activation_epilogue
 from .fused_linear import INTERPRET, _device_guard, grouped_tile_ids
 
-# |acc| <= K * 128 * 128 (128 only for the NaN marker -128) must fit int32.
-MAX_K = (2**31 - 1) // (128 * 128)
+# The op layer's bound (ops/int8_linear.py): 127 * 127 * K < 2**31 for quantised values in [-127, 127].
+# (Only a -128 NaN marker could exceed it, and its row's NaN scale already poisons that output row.)
+MAX_K = (2**31 - 1) // (127 * 127)
 _FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _OUT_KIND = {torch.float32: 0, torch.bfloat16: 0, torch.float16: 0, torch.int8: 1, torch.int32: 2}
 
@@ -187,6 +193,7 @@ def _int8_gemm_kernel(
     X_PER_TOKEN: tl.constexpr,  # x_scale is [M] (True) or [1] (False)
     HAS_BIAS: tl.constexpr,
     ACTIVATION: tl.constexpr,
+    I8_VIA_F32: tl.constexpr,  # interpreter without an exact int8 dot only (see _int8_dot_via_f32)
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
 ):
     pid_m, pid_n = grouped_tile_ids(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
@@ -205,7 +212,10 @@ def _int8_gemm_kernel(
         mask_k = offs_k < K - k0
         a = tl.load(a_ptrs, mask=mask_m[:, None] & mask_k[None, :], other=0)
         b = tl.load(b_ptrs, mask=mask_k[:, None] & mask_n[None, :], other=0)
-        acc = tl.dot(a, b, acc)  # int8 x int8 -> int32 (tensor cores on GPU)
+        if I8_VIA_F32:
+            acc += tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="ieee").to(tl.int32)
+        else:
+            acc = tl.dot(a, b, acc)  # int8 x int8 -> int32 (tensor cores on GPU)
         a_ptrs += BLOCK_K * stride_ak
         b_ptrs += BLOCK_K * stride_bk
 
@@ -230,6 +240,19 @@ def _int8_gemm_kernel(
 
 _int8_gemm = triton.autotune(configs=_CONFIGS, key=["M", "N", "K"],
                              prune_configs_by={"early_config_prune": _prune_configs})(_int8_gemm_kernel)
+
+@functools.lru_cache(maxsize=None)
+def _int8_dot_via_f32() -> bool:
+    """True only under an interpreter whose int8 ``tl.dot`` is not exact (triton 3.9's is); False on GPU."""
+    if not INTERPRET:
+        return False
+    a = torch.full((16, 32), -127, dtype=torch.int8)
+    c = torch.empty((16, 16), dtype=torch.int32)
+    _int8_gemm_kernel[(1,)](a, a, a, a, a, a, c, 16, 16, 32, 32, 1, 1, 32, 0, 0, 0, 16, 0.0, OUT_KIND=2,
+                            X_PER_TOKEN=False, HAS_BIAS=False, ACTIVATION=0, I8_VIA_F32=False,
+                            BLOCK_M=16, BLOCK_N=16, BLOCK_K=32, GROUP_M=1)
+    return not bool((c == 127 * 127 * 32).all())
+
 
 # Quantiser tiles: at most this many columns per tile (rows longer than this take two sweeps) and
 # about _QUANT_TILE elements per program. Module-level so tests can force the two-sweep path.
@@ -297,7 +320,8 @@ def int8_linear(xq: Tensor, x_scale: Tensor, wq: Tensor, w_scale: Tensor, bias: 
     """
     fn = "int8_linear"
     if xq.dim() != 2 or wq.dim() != 2 or xq.shape[1] != wq.shape[1]:
-        raise ValueError(f"{fn} (triton): expected xq [M, K] and wq [N, K], got {tuple(xq.shape)} and {tuple(wq.shape)}")
+        raise ValueError(f"{fn} (triton): expected xq [M, K] and wq [N, K], got {tuple(xq.shape)} and "
+                         f"{tuple(wq.shape)}")
     if xq.dtype != torch.int8 or wq.dtype != torch.int8:
         raise TypeError(f"{fn} (triton): xq and wq must be int8, got {xq.dtype} and {wq.dtype}")
     (M, K), N = xq.shape, wq.shape[0]
@@ -316,7 +340,8 @@ def int8_linear(xq: Tensor, x_scale: Tensor, wq: Tensor, w_scale: Tensor, bias: 
             raise ValueError(f"{fn} (triton): x_scale must be float32 [{M}] or [1], got {x_scale.dtype} "
                              f"{tuple(x_scale.shape)}")
         if w_scale.dtype != torch.float32 or tuple(w_scale.shape) != (N,):
-            raise ValueError(f"{fn} (triton): w_scale must be float32 [{N}], got {w_scale.dtype} {tuple(w_scale.shape)}")
+            raise ValueError(f"{fn} (triton): w_scale must be float32 [{N}], got {w_scale.dtype} "
+                             f"{tuple(w_scale.shape)}")
         if bias is not None and (bias.dtype != torch.float32 or tuple(bias.shape) != (N,)):
             raise ValueError(f"{fn} (triton): bias must be float32 [{N}] or None, got {bias.dtype} {tuple(bias.shape)}")
         if kind == 1:
@@ -337,6 +362,6 @@ def int8_linear(xq: Tensor, x_scale: Tensor, wq: Tensor, w_scale: Tensor, bias: 
             stride_of(bias), out.stride(0),
             float(negative_slope),
             OUT_KIND=kind, X_PER_TOKEN=per_token, HAS_BIAS=bias is not None and kind != 2,
-            ACTIVATION=int(activation) if kind != 2 else 0,
+            ACTIVATION=int(activation) if kind != 2 else 0, I8_VIA_F32=_int8_dot_via_f32(),
         )
     return out
