@@ -118,6 +118,32 @@ def machine_info() -> dict:
     }
 
 
+def _proc_stat() -> Optional[tuple[float, float]]:
+    try:
+        with open("/proc/stat") as f:
+            fields = [float(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)
+    return sum(fields) - idle, sum(fields)
+
+
+def cpu_busy_pct(interval_s: float = 0.5) -> Optional[float]:
+    """Share of the machine's CPU time that was busy during ``interval_s`` (None where unknown).
+
+    Measured while this process sleeps, it is the load from everything else: on a shared
+    2-core machine, benchmarks taken while it is high are not worth much.
+    """
+    import time
+
+    a = _proc_stat()
+    time.sleep(interval_s)
+    b = _proc_stat()
+    if not a or not b or b[1] <= a[1]:
+        return None
+    return round(100.0 * (b[0] - a[0]) / (b[1] - a[1]), 1)
+
+
 def one_line(info: dict) -> str:
     cpu, gpu, v = info.get("cpu", {}), info.get("gpu", {}), info.get("versions", {})
     gpu_text = f"{gpu.get('name')} (driver {gpu.get('driver')}, CUDA {gpu.get('cuda_runtime')})" \

@@ -37,16 +37,16 @@ def _dt(name: str) -> str:
 def row_cells(r) -> list[str]:
     if r.status != "ok":
         return [r.op, " ".join(f"{k}={v}" for k, v in r.shape.items()), _dt(r.dtype), r.provider,
-                "error", "", "", "", "", "", "", r.error]
+                "error", "", "", "", "", "", "", "", r.error]
     spread = f"{fmt_time(r.p20_s)} - {fmt_time(r.p80_s)}"
     ok = "yes" if r.correct else "NO"
     tf = _num(r.tflops, ".3f") + (f" ({_num(r.nonzero_tflops, '.3f')} nz)" if r.nonzero_tflops is not None else "")
     return [r.op, " ".join(f"{k}={v}" for k, v in r.shape.items()), _dt(r.dtype), r.provider,
-            fmt_time(r.median_s), spread, tf, _num(r.gbps, ".1f"), _x(r.speedup_vs_eager),
+            fmt_time(r.median_s), spread, f"{r.samples}x{r.calls // max(r.samples, 1)}", tf, _num(r.gbps, ".1f"), _x(r.speedup_vs_eager),
             _x(r.speedup_vs_compile), f"{_num(r.max_abs_err, '.2e')} / {_num(r.max_rel_err, '.2e')}", ok]
 
 
-ROW_HEADER = ["op", "shape", "dtype", "provider", "median", "p20 - p80", "TFLOP/s", "GB/s", "vs eager",
+ROW_HEADER = ["op", "shape", "dtype", "provider", "median", "p20 - p80", "samples", "TFLOP/s", "GB/s", "vs eager",
               "vs compile", "max abs / rel err", "correct"]
 SUMMARY_HEADER = ["op", "device", "dtype", "provider", "rows", "correct", "geomean vs eager", "geomean vs compile",
                   *[f"fast_{p:g}" for p in FAST_P]]
@@ -72,6 +72,22 @@ def target_lines(report: Report) -> list[str]:
     return lines
 
 
+BUSY_WARN_PCT = 25.0
+
+
+def busy_warning(report: Report) -> str:
+    """A warning when other processes kept the CPU busy around the run ("" otherwise)."""
+    s = report.settings
+    if s.get("device") != "cpu":
+        return ""
+    busy = [v for v in (s.get("cpu_busy_before_pct"), s.get("cpu_busy_after_pct")) if v is not None]
+    if not busy or max(busy) < BUSY_WARN_PCT:
+        return ""
+    return (f"WARNING: other processes kept the CPUs {max(busy):.0f}% busy around this run (load average "
+            f"{s.get('loadavg_start')} -> {s.get('loadavg_end')}); multi-threaded providers suffer most from "
+            "such contention, so these figures are not reliable. Re-run on a quiet machine.")
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)] if rows else [len(h) for h in header]
     fmt = "  ".join("{:<%d}" % w for w in widths)
@@ -85,6 +101,8 @@ def to_text(report: Report) -> str:
     parts = [f"fastgan-kernels bench: {s.get('device')} | timing {s.get('timing_mode')} | "
              f"{machine_mod.one_line(report.machine)}",
              f"allocator: {s.get('allocator', {}).get('summary', '-')}", ""]
+    if busy_warning(report):
+        parts += [busy_warning(report), ""]
     if report.rows:
         parts += [_table(ROW_HEADER, [row_cells(r) for r in report.rows]), ""]
     if report.skipped:
@@ -126,8 +144,11 @@ def to_markdown(report: Report) -> str:
            f"on CPU; warm-up {timing.get('warmup_ms')} ms / {timing.get('rep_ms')} ms of calls on GPU); "
            f"quick: {s.get('quick')}",
            f"- Allocator (same for every provider): {s.get('allocator', {}).get('summary', '-')}",
-           f"- Load average at start / end: {s.get('loadavg_start')} / {s.get('loadavg_end')} "
-           "(the machine is shared: figures are +-15%)", ""]
+           f"- Load average at start / end: {s.get('loadavg_start')} / {s.get('loadavg_end')}; CPU busy with "
+           f"other work just before / after: {s.get('cpu_busy_before_pct')}% / {s.get('cpu_busy_after_pct')}% "
+           "(the machine is shared: figures are +-15% at best)", ""]
+    if busy_warning(report):
+        out += [f"> **{busy_warning(report)}**", ""]
     for op, info in report.suites.items():
         out += [f"- `{op}`: {info.get('description')}"]
         out += [f"  - {k}: {val}" for k, val in info.get("notes", {}).items()]

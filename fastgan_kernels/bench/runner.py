@@ -209,6 +209,7 @@ def run(options: RunOptions) -> Report:
         "allocator": dict(alloc, summary=allocator.describe()),
         "torch_threads": torch.get_num_threads(),
         "loadavg_start": _loadavg(),
+        "cpu_busy_before_pct": machine.cpu_busy_pct(),
     }
     plan = []
     for op in ops:
@@ -226,6 +227,7 @@ def run(options: RunOptions) -> Report:
         bar.close()
     report.duration_s = time.perf_counter() - start
     report.settings["loadavg_end"] = _loadavg()
+    report.settings["cpu_busy_after_pct"] = machine.cpu_busy_pct()
     return report
 
 
