@@ -45,7 +45,8 @@ def main() -> int:
     if nvcc is None:
         print("nvcc not found: nothing checked")
         return 0
-    sources = sorted(glob.glob(os.path.join(ROOT, "csrc", "cuda", "*.cu")))
+    # Optional arguments name the sources to check (while iterating on one file); default: all.
+    sources = [os.path.abspath(a) for a in sys.argv[1:]] or sorted(glob.glob(os.path.join(ROOT, "csrc", "cuda", "*.cu")))
     if not sources:
         print("no CUDA sources found under csrc/cuda", file=sys.stderr)
         return 1
