@@ -100,3 +100,17 @@ def test_a_failing_provider_becomes_an_error_row(suite, monkeypatch):
     assert rows[1].status == "error" and "kernel exploded" in rows[1].error
     assert rows[0].status == "ok" and rows[0].speedup_vs_eager == pytest.approx(1.0)
     assert report.failures() == [rows[1]]
+
+
+def test_budget_lists_unrun_cases_as_skipped(suite):
+    def options(budget):
+        return runner.RunOptions(ops=["fused_linear"], device="cpu", shapes=[(4, 8, 16), (8, 8, 16)],
+                                 dtypes=[torch.float32], providers=["eager"], timing=TINY, progress=False,
+                                 budget_s=budget)
+
+    seen = []
+    report = runner.run(options(60.0), on_case=lambda rep: seen.append(len(rep.rows)))
+    assert seen == [1, 2] and not report.skipped
+    report = runner.run(options(0.0))
+    assert not report.rows
+    assert [(s.reason, s.cases) for s in report.skipped] == [("time budget of 0 s spent before this case", 2)]

@@ -32,6 +32,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="DIR", help="write PNG plots into DIR")
     p.add_argument("--from-json", metavar="F", help="render an earlier JSON report instead of running")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--budget-s", type=float, metavar="S",
+                   help="start no new case after S seconds (the rest is listed as skipped); with --json the "
+                        "report is saved after every case, so a run cut short still leaves its figures")
     # Hidden knobs for tests and quick experiments.
     p.add_argument("--shapes", type=_shapes, help=argparse.SUPPRESS)
     p.add_argument("--max-cases", type=int, help=argparse.SUPPRESS)
@@ -56,8 +59,10 @@ def main(args: argparse.Namespace) -> int:
             options = runner.RunOptions(
                 ops=args.op, device=args.device, quick=args.quick, providers=args.provider,
                 dtypes=[parse_dtype(d) for d in args.dtype] if args.dtype else None,
-                shapes=args.shapes, max_cases=args.max_cases, timing=config, progress=not args.no_progress)
-            report = runner.run(options)
+                shapes=args.shapes, max_cases=args.max_cases, timing=config, progress=not args.no_progress,
+                budget_s=args.budget_s)
+            save = (lambda rep: rep.to_json(args.json)) if args.json else None
+            report = runner.run(options, on_case=save)
         except (ValueError, RuntimeError) as exc:
             print(f"fastgan-kernels bench: {exc}", file=sys.stderr)
             return 2

@@ -39,6 +39,7 @@ class RunOptions:
     max_cases: Optional[int] = None
     timing: timing.TimingConfig = field(default_factory=timing.TimingConfig)
     progress: bool = True
+    budget_s: Optional[float] = None             # start no new case after this many seconds
 
 
 def resolve_device(device: str) -> str:
@@ -194,7 +195,8 @@ def suite_info(suite: Suite, providers: Sequence[Provider]) -> dict:
     }
 
 
-def run(options: RunOptions) -> Report:
+def run(options: RunOptions, on_case: Optional[Callable[[Report], None]] = None) -> Report:
+    """Run the selected suites; ``on_case(report)`` is called after each case (e.g. to save progress)."""
     alloc = allocator.configure()
     options = dataclasses.replace(options, device=resolve_device(options.device))
     ops = list(options.ops) if options.ops else suite_names()
@@ -206,6 +208,7 @@ def run(options: RunOptions) -> Report:
         "timing_mode": timing.mode_for(options.device, options.timing),
         "timing": dataclasses.asdict(options.timing),
         "quick": options.quick,
+        "budget_s": options.budget_s,
         "allocator": dict(alloc, summary=allocator.describe()),
         "torch_threads": torch.get_num_threads(),
         "loadavg_start": _loadavg(),
@@ -221,8 +224,18 @@ def run(options: RunOptions) -> Report:
     start = time.perf_counter()
     try:
         for suite, case, providers in plan:
+            if options.budget_s is not None and time.perf_counter() - start > options.budget_s:
+                for p in providers:  # listed, not dropped: the reader sees what was not measured
+                    report.add_skip(case.op, p.name, case.device,
+                                    f"time budget of {options.budget_s:.0f} s spent before this case",
+                                    dtype_name(case.dtype))
+                bar.update(len(providers))
+                continue
             bar.set_description(f"{case.op} {case.id}")
             run_case(suite, case, providers, report, options.timing, on_provider=lambda name: bar.update(1))
+            report.duration_s = time.perf_counter() - start
+            if on_case:
+                on_case(report)
     finally:
         bar.close()
     report.duration_s = time.perf_counter() - start
