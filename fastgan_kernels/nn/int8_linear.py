@@ -23,11 +23,14 @@ class Int8Linear(nn.Module):
     Buffers (all in ``state_dict``): ``weight_int8`` [N, K], ``weight_scale`` [N], ``bias`` [N]
     (fp32), ``input_scale`` and ``output_scale`` ([1], NaN when unused). The backend's packed
     weight is derived from them (re-made after ``.to()`` and ``load_state_dict``).
+
+    ``check_finite``: refuse NaN / Inf inputs (free on the CPU; one host sync per call on GPUs,
+    see fastgan_kernels.ops.int8_linear).
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, activation: str = "identity",
                  negative_slope: float = 0.2, input_quant: str = "dynamic", out_dtype: torch.dtype = torch.float32,
-                 backend: str = "auto", device=None):
+                 backend: str = "auto", device=None, check_finite: bool = True):
         super().__init__()
         q8.check_in_features(in_features, "Int8Linear")
         act = activations.check_activation(activation, negative_slope)
@@ -39,6 +42,7 @@ class Int8Linear(nn.Module):
         self.activation, self.negative_slope = activations.name(act), float(negative_slope)
         self.input_quant, self.out_dtype = input_quant, out_dtype
         self.backend = backends.check_backend(backend)
+        self.check_finite = bool(check_finite)
         f32 = {"device": device, "dtype": torch.float32}
         self.register_buffer("weight_int8", torch.zeros(out_features, in_features, dtype=torch.int8, device=device))
         self.register_buffer("weight_scale", torch.ones(out_features, **f32))
@@ -100,9 +104,10 @@ class Int8Linear(nn.Module):
                 raise ValueError("Int8Linear got an int8 input but has no input_scale; set_scales(input_scale=...)")
             xq, xs = x, self.input_scale
         elif self.input_quant == "dynamic":
-            xq, xs = q8.quantize_per_token(x, self.backend)
+            xq, xs = q8.quantize_per_token(x, self.backend, self.check_finite)
         else:
-            xq, xs = q8.quantize_per_tensor(x, self.input_scale, self.backend), self.input_scale
+            xq = q8.quantize_per_tensor(x, self.input_scale, self.backend, self.check_finite)
+            xs = self.input_scale
         if self.int8_output:
             out_dtype, out_scale = torch.int8, self.output_scale
         else:

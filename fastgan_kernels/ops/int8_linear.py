@@ -11,9 +11,14 @@
   scale, so int8 layers chain without a float round trip), or as the raw int32 accumulator.
 
 No zero points. ``K`` is limited so that int32 accumulation cannot overflow:
-``127 * 127 * K < 2**31``. A NaN or Inf in a quantiser's input raises on the CPU (PyTorch's
-dynamic int8 silently turns it into finite numbers); on CUDA the row's scale becomes NaN, so
-float outputs of that row are NaN.
+``127 * 127 * K < 2**31``.
+
+A NaN or Inf in a quantiser's input raises a ValueError (PyTorch's dynamic int8 silently turns it
+into finite numbers). The CPU kernels detect it while they compute the scales, at no cost. The
+GPU kernels (Triton, CUDA) mark such a row with a NaN scale and such elements with -128 (a value
+symmetric quantisation never produces), and the entry points below check for the mark, which costs
+one host synchronisation per call; ``check_finite=False`` skips it (then a bad row's float outputs
+are NaN, and int8 outputs carry the -128 mark). Under torch.compile the check is skipped.
 
 ``w_packed`` is the backend's packed weight (``pack_weight``), made once by the module; the
 CPU kernels use it, others ignore it (and pack per call when it is missing).
@@ -165,23 +170,41 @@ def check_in_features(k: int, op: str) -> None:
                          f"(127 * 127 * K must stay below 2**31, so K <= {MAX_K})")
 
 
-def quantize_per_token(x: Tensor, backend: str = "auto") -> tuple[Tensor, Tensor]:
+def _marks_non_finite(backend: str, device, ext_op: str) -> bool:
+    """Whether the backend that runs here marks non-finite input instead of raising (the GPU kernels)."""
+    chosen = backends.resolve(backend, device, ext_op)
+    return chosen == "triton" or (chosen == "cuda_ext" and torch.device(device).type == "cuda")
+
+
+def _raise_if_marked(bad: Tensor, op: str) -> None:
+    """The GPU kernels' non-finite mark -> the same ValueError the CPU kernels raise (one sync)."""
+    if not torch.compiler.is_compiling() and bool(bad.any()):
+        raise ValueError(f"{op}: x has NaN or Inf; int8 quantisation would lose it")
+
+
+def quantize_per_token(x: Tensor, backend: str = "auto", check_finite: bool = True) -> tuple[Tensor, Tensor]:
     """Per-row symmetric int8 quantisation of ``x [..., K]`` -> (q int8 [..., K], scale fp32 [...])."""
     _validate.check_tensor(x, "quantize_per_token: x")
     _validate.check_float(x, "quantize_per_token: x")
     _validate.check_input(x, x.shape[-1] if x.dim() else 0, "quantize_per_token")
     backends.check_backend(backend)
-    return _quantize_per_token_op(x, backend)
+    q, scale = _quantize_per_token_op(x, backend)
+    if check_finite and _marks_non_finite(backend, x.device, "quantize_per_token"):
+        _raise_if_marked(torch.isnan(scale), "quantize_per_token")
+    return q, scale
 
 
-def quantize_per_tensor(x: Tensor, scale: Tensor, backend: str = "auto") -> Tensor:
+def quantize_per_tensor(x: Tensor, scale: Tensor, backend: str = "auto", check_finite: bool = True) -> Tensor:
     """Static symmetric int8 quantisation with a calibrated per-tensor ``scale`` [1]."""
     _validate.check_tensor(x, "quantize_per_tensor: x")
     _validate.check_float(x, "quantize_per_tensor: x")
     _validate.check_input(x, x.shape[-1] if x.dim() else 0, "quantize_per_tensor")
     _check_scale(scale, "scale", (1,), x.device, "quantize_per_tensor")
     backends.check_backend(backend)
-    return _quantize_per_tensor_op(x, scale.reshape(1), backend)
+    q = _quantize_per_tensor_op(x, scale.reshape(1), backend)
+    if check_finite and _marks_non_finite(backend, x.device, "quantize_per_tensor"):
+        _raise_if_marked(q == -128, "quantize_per_tensor")
+    return q
 
 
 def quantize_weight(weight: Tensor, backend: str = "auto") -> tuple[Tensor, Tensor]:
