@@ -70,6 +70,8 @@ class Trainer:
             cfg = cfg.replace(**TrainConfig.from_dict(source["config"]).model_dict())
         if cfg.seed is None:
             cfg = cfg.replace(seed=distributed.broadcast_object(int.from_bytes(os.urandom(4), "little"), self.env))
+        if cfg.prune_sparsity > 0 and cfg.prune_end < 0:  # fix the schedule now: a resume may change `steps`
+            cfg = cfg.replace(prune_end=cfg.prune_end_step)
         self.cfg, self.device = cfg, self.env.device
 
         torch.manual_seed(cfg.seed)  # same initial weights on every rank
