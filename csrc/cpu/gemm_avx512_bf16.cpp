@@ -31,6 +31,9 @@ struct Avx512Bf16Traits {
   static void kernel(int64_t kcp, const uint16_t* a, const uint16_t* b, const TileOut& o) {
     avx512::kernel_bf16(o.rows, o.cols)(kcp, a, b, o);
   }
+  static Region b_region(const Problem& p, int64_t k0, int64_t kc, int64_t n0, int cols) {
+    return operand_region(operand_b(p.b, k0, n0), cols, kc);
+  }
   static void thread_begin() {}
   static void thread_end() {}
 };

@@ -32,6 +32,9 @@ struct Avx512F32Traits {
   static void kernel(int64_t kc, const float* a, const float* b, const TileOut& o) {
     avx512::kernel_f32(o.rows, o.cols)(kc, a, b, o);
   }
+  static Region b_region(const Problem& p, int64_t k0, int64_t kc, int64_t n0, int cols) {
+    return operand_region(operand_b(p.b, k0, n0), cols, kc);
+  }
   static void thread_begin() {}
   static void thread_end() {}
 };

@@ -42,6 +42,7 @@ struct PortableTraits {
       for (int j = 0; j < o.cols; ++j) finish_scalar(o, r, j, c[r][j]);
   }
 
+  static Region b_region(const Problem&, int64_t, int64_t, int64_t, int) { return {}; }
   static void thread_begin() {}
   static void thread_end() {}
 };

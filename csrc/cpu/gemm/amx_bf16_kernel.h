@@ -165,6 +165,9 @@ struct AmxBf16Traits {
     }
   }
 
+  static Region b_region(const Problem& p, int64_t k0, int64_t kc, int64_t n0, int cols) {
+    return operand_region(operand_b(p.b, k0, n0), cols, kc);
+  }
   // Tile configuration is per thread: every at::parallel_for worker loads it (driver.h).
   static FASTGAN_AMX_TARGET void thread_begin() {
     alignas(64) uint8_t cfg[64] = {};

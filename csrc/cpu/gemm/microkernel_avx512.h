@@ -34,10 +34,26 @@ constexpr int kMR = 8, kNR = 48;
 
 typedef uint32_t __attribute__((may_alias)) u32_alias;
 
+// Walks TileOut's prefetch list, one line per step (a predictable branch when done).
+struct PrefetchWalk {
+  const char* row;
+  int64_t stride;
+  int lpr, col, count;
+  explicit PrefetchWalk(const TileOut& o)
+      : row(o.pf_row), stride(o.pf_stride), lpr(o.pf_lpr), col(o.pf_col), count(o.pf_count) {}
+  __attribute__((always_inline)) void step() {
+    if (count <= 0) return;
+    _mm_prefetch(row + 64 * col, _MM_HINT_T1);
+    --count;
+    if (++col == lpr) col = 0, row += stride;
+  }
+};
+
 template <int R, int V>
 static FASTGAN_AVX512_TARGET void mk_f32(int64_t kc, const float* a, const float* b, const TileOut& o) {
   __m512 c[R][V];
   const __mmask16 tail = lanes_mask(o.cols - 16 * (V - 1));
+  PrefetchWalk pf(o);
   if (o.first) {
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r)
@@ -51,7 +67,7 @@ static FASTGAN_AVX512_TARGET void mk_f32(int64_t kc, const float* a, const float
     __m512 bv[V];
 #pragma GCC unroll 4
     for (int v = 0; v < V; ++v) bv[v] = _mm512_load_ps(b + 16 * v);
-    _mm_prefetch(reinterpret_cast<const char*>(b + 8 * kNR), _MM_HINT_T0);
+    pf.step();
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       const __m512 ar = _mm512_set1_ps(a[r]);
@@ -69,6 +85,7 @@ static __attribute__((target(FASTGAN_AVX512_BF16_FEATURES))) void mk_bf16(int64_
                                                                           const uint16_t* b, const TileOut& o) {
   __m512 c[R][V];
   const __mmask16 tail = lanes_mask(o.cols - 16 * (V - 1));
+  PrefetchWalk pf(o);
   if (o.first) {
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r)
@@ -83,7 +100,7 @@ static __attribute__((target(FASTGAN_AVX512_BF16_FEATURES))) void mk_bf16(int64_
     __m512bh bv[V];
 #pragma GCC unroll 4
     for (int v = 0; v < V; ++v) bv[v] = (__m512bh)_mm512_load_si512(b + 32 * v);
-    _mm_prefetch(reinterpret_cast<const char*>(b + 16 * kNR), _MM_HINT_T0);
+    pf.step();
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       const __m512bh ar = (__m512bh)_mm512_set1_epi32(static_cast<int>(aw[r]));

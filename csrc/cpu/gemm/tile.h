@@ -39,7 +39,14 @@ struct TileOut {
   float slope = 0.f;
   bool first = true, last = true;
   int rows = 0, cols = 0;
+  // Software prefetch the kernel issues, one cache line per k step, into L2: the source
+  // of the NEXT B micro-panel (see driver.h), pf_count lines starting at column line
+  // pf_col of row pf_row; rows are pf_stride bytes apart and pf_lpr lines long.
+  const char* pf_row = nullptr;
+  int64_t pf_stride = 0;
+  int pf_lpr = 1, pf_col = 0, pf_count = 0;
 };
+
 
 // A strided operand as a packer sees it: `lanes` (the rows of A, or the columns of B)
 // by k. Element (l, k) is at base + (l * ls + k * ks) * size. `y` is the prologue's
@@ -57,6 +64,28 @@ inline Operand operand_a(const Mat& a, int64_t m0, int64_t k0) {
 inline Operand operand_b(const Mat& b, int64_t k0, int64_t n0) {
   const int64_t sz = dtype_size(b.dtype);
   return {static_cast<const char*>(b.data) + (k0 * b.rs + n0 * b.cs) * sz, b.cs, b.rs, b.dtype};
+}
+
+// The memory a packer will read for one B micro-panel, as rows of bytes (for prefetch).
+struct Region {
+  const char* base = nullptr;
+  int64_t stride = 0;   // bytes between rows
+  int64_t rows = 0;     // 0: nothing worth prefetching
+  int lines = 0;        // cache lines per row
+};
+
+// Region of a strided operand's (lanes x kc) block when it is read along k (ks == 1) or
+// along lanes (ls == 1); empty otherwise.
+inline Region operand_region(const Operand& src, int lanes, int64_t kc) {
+  Region r;
+  const int64_t sz = dtype_size(src.dt);
+  r.base = src.base;
+  if (src.ks == 1) {
+    r.stride = src.ls * sz, r.rows = lanes, r.lines = static_cast<int>(ceil_div(kc * sz, 64) + 1);
+  } else if (src.ls == 1) {
+    r.stride = src.ks * sz, r.rows = kc, r.lines = static_cast<int>(ceil_div(lanes * sz, 64) + 1);
+  }
+  return r;
 }
 
 // ---- scalar conversions (round to nearest even, NaN stays NaN) -----------------------
