@@ -22,6 +22,7 @@ def plot_report(report: Report, directory: str) -> list[str]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401  (matplotlib.ticker below)
 
     os.makedirs(directory, exist_ok=True)
     groups: dict = {}
@@ -36,13 +37,17 @@ def plot_report(report: Report, directory: str) -> list[str]:
         title = f"{op} on {device}, {SHORT_DTYPE.get(dtype, dtype)}"
         stem = f"{op}_{device}_{SHORT_DTYPE.get(dtype, dtype)}"
 
-        fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(shapes) * max(1, len(providers)) / 2), 4.2))
+        fig, ax = plt.subplots(figsize=(min(16.0, max(6.0, 0.25 * len(shapes) * max(1, len(providers)))), 4.5))
         width = 0.8 / max(1, len(providers))
         for i, p in enumerate(providers):
             xs = [j + i * width for j, s in enumerate(shapes) if (p, s) in by]
-            ys = [by[(p, s)].speedup_vs_eager or 0.0 for s in shapes if (p, s) in by]
-            ax.bar(xs, ys, width, label=p)
+            ys = [by[(p, s)].speedup_vs_eager for s in shapes if (p, s) in by]
+            xs = [x for x, y in zip(xs, ys) if y]
+            ys = [y for y in ys if y]
+            ax.bar(xs, [y - 1.0 for y in ys], width, bottom=1.0, label=p)  # up from 1x when faster, down when slower
         ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.set_yscale("log", base=2)  # 0.5x and 2x lie equally far from 1x
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}x"))
         ax.set_xticks([j + width * (len(providers) - 1) / 2 for j in range(len(shapes))])
         ax.set_xticklabels(shapes, rotation=45, ha="right", fontsize=8)
         ax.set_ylabel("speed-up over eager (median)")
