@@ -35,6 +35,15 @@ def test_conditional_models_fuse_and_keep_their_logits():
     torch.testing.assert_close(d.logits(fg(z, y), y), ref_logits, atol=1e-5, rtol=1e-5)
 
 
+def test_conditional_discriminator_folds_its_sigmoid_for_inference():
+    d = ConditionalMLPDiscriminator(10, 8, 1, (64, 32))
+    img, y = torch.rand(4, 1, 8, 8) * 2 - 1, torch.tensor([0, 3, 5, 9])
+    inference = d.fused_for_inference(backend="reference")
+    last = inference.body[len(inference.body) - 1]
+    assert isinstance(last, FusedLinear) and last.activation == "sigmoid" and last.weight is d.net[-1].weight
+    torch.testing.assert_close(inference(img, y), d(img, y), atol=1e-6, rtol=1e-5)
+
+
 def test_conditional_rejects_bad_labels():
     g = ConditionalMLPGenerator(10, 16, (32,), 8)
     with pytest.raises(TypeError, match="labels must be an int64"):

@@ -48,7 +48,7 @@ def test_freezing_more_layers_than_exist_is_refused():
 def test_gradual_pruning_in_the_loop_then_bsr_export(tmp_path):
     arch = dict(SMALL, latent_dim=32, g_hidden=(64, 64))  # every layer has >= 8 blocks of 16x16
     result = train(TrainConfig(steps=8, out_dir=str(tmp_path), prune_sparsity=0.75, prune_end=6, prune_frequency=1,
-                               **arch))
+                               export_int8=True, **arch))
     layers = [m for m in result.generator.modules() if isinstance(m, BlockSparseLinear)]
     assert len(layers) == 3 and all(m.mode == "masked" for m in layers)
     assert all(abs(m.sparsity - 0.75) < 0.06 for m in layers), [m.sparsity for m in layers]
@@ -61,6 +61,10 @@ def test_gradual_pruning_in_the_loop_then_bsr_export(tmp_path):
     z = torch.randn(5, 32)
     with torch.no_grad():
         torch.testing.assert_close(g(z), result.generator.eval()(z), atol=1e-5, rtol=1e-5)
+    # export_int8: int8 layers calibrated on latents, the pruned blocks zero
+    q, _ = build_generator(result.exported_int8)
+    q_layers = [m for m in q.modules() if isinstance(m, Int8Linear)]
+    assert len(q_layers) == 3 and float((q_layers[1].weight_int8 == 0).float().mean()) >= 0.74
     # the training checkpoint keeps the masks, and a dense run can start from it (pruned blocks zero)
     dense = Trainer(TrainConfig(steps=1, out_dir=str(tmp_path / "dense"), init_from=result.checkpoint, **arch),
                     DistEnv())

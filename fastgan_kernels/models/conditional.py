@@ -83,3 +83,28 @@ class ConditionalMLPDiscriminator(nn.Module):
 
     def forward(self, img: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return self.out_act(self.logits(img, labels))
+
+    def fused_for_inference(self, backend: str = "auto") -> "ConditionalDiscriminatorInference":
+        """Fused layers with the Sigmoid folded into the last one; shares the parameters (so it follows
+        further training), leaving ``self.net`` untouched."""
+        from ..convert import fuse
+        from ..nn import FusedLinear
+
+        body = fuse(nn.Sequential(*self.net), backend=backend, inplace=True)  # a new container, same layers
+        last = body[len(body) - 1]
+        linear = last if isinstance(last, nn.Linear) else last.to_linear()[0]
+        body[len(body) - 1] = FusedLinear.from_linear(linear, "sigmoid", backend=backend)
+        return ConditionalDiscriminatorInference(self, body)
+
+
+class ConditionalDiscriminatorInference(nn.Module):
+    """(image, label) -> probability, through ``body`` (fused, Sigmoid included) and the shared embedding."""
+
+    def __init__(self, source: ConditionalMLPDiscriminator, body: nn.Sequential):
+        super().__init__()
+        self.num_classes, self.embed, self.body = source.num_classes, source.embed, body
+
+    def forward(self, img: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        _check_labels(labels, img.shape[0], self.num_classes, type(self).__name__)
+        flat = img.reshape(img.shape[0], -1)
+        return self.body(torch.cat([flat, self.embed(labels).to(flat.dtype)], dim=1))

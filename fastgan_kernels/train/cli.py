@@ -88,6 +88,9 @@ def train_main(args: argparse.Namespace) -> int:
     if result.exported:
         print(f"BSR-exported generator: {result.exported}")
         summary["exported"] = result.exported
+    if result.exported_int8:
+        print(f"int8 generator (calibrated on latents): {result.exported_int8}")
+        summary["exported_int8"] = result.exported_int8
     if args.json:
         with open(args.json, "w") as f:
             json.dump(summary, f, indent=1)

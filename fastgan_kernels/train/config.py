@@ -35,7 +35,7 @@ class TrainConfig:
     conditional: bool = _f(False, "conditional GAN: class label embedded and concatenated (G and D)")
     num_classes: int = _f(10, "number of classes (conditional)")
     embed_dim: int = _f(10, "label embedding size (conditional)")
-    share_weights: bool = _f(False, "tie the weights of generator layers of equal shape (e.g. --g-hidden 256,256,256)")
+    share_weights: bool = _f(False, "tie the weights of equal-shape layers, in G and in D (e.g. --g-hidden 256,256,256)")
     # --- data ---------------------------------------------------------------------------------
     dataset: str = _f("digits", "'digits' (sklearn's bundled 8x8 digits) or a folder of images (subfolders = classes)")
     classes: tuple = _f((), "train on these labels only, e.g. 0,1,2 (default: all)")
@@ -70,6 +70,7 @@ class TrainConfig:
     prune_begin: int = _f(0, "step at which gradual pruning starts")
     prune_end: int = _f(-1, "step at which the final sparsity is reached (-1: 80%% of the steps)")
     prune_frequency: int = _f(10, "re-mask every this many steps")
+    export_int8: bool = _f(False, "at the end, also write an int8 generator calibrated on latents (generator_int8.pt)")
     # --- output -------------------------------------------------------------------------------
     out_dir: str = _f("runs/gan", "checkpoints and logs go here")
     log: str = _f("csv", f"scalar log: {', '.join(LOG_KINDS)}")

@@ -48,6 +48,7 @@ class TrainResult:
     step_time_s: Optional[float]  # median wall time of one training step in this run (after warm-up)
     checkpoint: Optional[str] = None
     exported: Optional[str] = None  # BSR-exported generator (pruning runs)
+    exported_int8: Optional[str] = None  # int8 generator (export_int8)
     quality_before: Optional[object] = None
     quality_after: Optional[object] = None
     sharing: Optional[SharingReport] = None
@@ -198,13 +199,9 @@ class Trainer:
         finally:
             bar.close()
         checkpoint = self.save()
-        exported = None
-        if self.pruner is not None and main:
-            from .compress import export_bsr, save_compressed
-
-            exported = os.path.join(cfg.out_dir, "generator_bsr.pt")
-            g, info = export_bsr(self.g)
-            save_compressed(exported, g, cfg.model_dict(), info)
+        exported = exported_int8 = None
+        if main:
+            exported, exported_int8 = self._export()
         after = self.meter.evaluate(self.g, cfg.classes) if self.meter is not None else None
         if after is not None:
             self.logger.log(self.step, {f"quality/{k}": v for k, v in after.to_dict().items()})
@@ -215,7 +212,20 @@ class Trainer:
         self.logger.close()
         warm = times[3:] if len(times) > 6 else times
         return TrainResult(cfg, self.g, self.d, self.step, stats, statistics.median(warm) if warm else None,
-                           checkpoint, exported, before, after, self.sharing, self.frozen, in_sync)
+                           checkpoint, exported, exported_int8, before, after, self.sharing, self.frozen, in_sync)
+
+    def _export(self) -> tuple[Optional[str], Optional[str]]:
+        """The compressed generators a run asked for: BSR (pruning runs), int8 (``export_int8``)."""
+        from .compress import compress_generator, export_bsr, save_compressed
+
+        cfg, bsr_path, int8_path = self.cfg, None, None
+        if self.pruner is not None:
+            g, info = export_bsr(self.g)
+            bsr_path = save_compressed(os.path.join(cfg.out_dir, "generator_bsr.pt"), g, cfg.model_dict(), info)
+        if cfg.export_int8:
+            g, info = compress_generator(self.g, cfg.model_dict(), int8=True, seed=cfg.seed, classes=cfg.classes)
+            int8_path = save_compressed(os.path.join(cfg.out_dir, "generator_int8.pt"), g, cfg.model_dict(), info)
+        return bsr_path, int8_path
 
 
 def train(config: Optional[TrainConfig] = None, **overrides) -> TrainResult:
