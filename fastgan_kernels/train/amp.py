@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..nn import BlockSparseLinear, FusedLinear
-from ..ops.fused_linear import fused_linear
+from ..ops import fused_linear
 
 
 def autocast_dtype(device: torch.device) -> Optional[torch.dtype]:

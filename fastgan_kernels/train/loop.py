@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .augment import DiffAugment
-from .build import Logits, run_generator
+from .build import Logits, is_conditional, run_generator
 
 
 def step_generator(seed: int, rank: int, step: int) -> torch.Generator:
@@ -77,7 +77,7 @@ class AdversarialStep:
         self.autocast_on, self.autocast_dtype = autocast
         disabled = torch.amp.GradScaler("cpu", enabled=False)
         self.scaler_d, self.scaler_g = scalers if scalers is not None else (disabled, disabled)
-        self.conditional = hasattr(g, "num_classes") and hasattr(g, "embed")
+        self.conditional = is_conditional(g)
         self.classes = classes
         self.device = next(g.parameters()).device
 

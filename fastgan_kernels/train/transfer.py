@@ -17,7 +17,6 @@ from typing import Mapping, Optional
 import torch
 from torch import nn
 
-from ..ops import bsr
 from .build import generator_layers
 
 _MASK = re.compile(r"(.*)block_mask$")
@@ -29,7 +28,8 @@ def dense_state_dict(state: Mapping[str, torch.Tensor],
     dense matrix of ``values/row_ptr/col_idx`` (BSR), masks and BSR indices dropped.
 
     So a generator trained with pruning in the loop (or a compressed one) initialises a
-    dense model for further training.
+    dense model for further training. ``shapes`` (key -> (N, K)) gives the dense shape of BSR
+    weights (else whole blocks). Works on the documented tensor layouts of BlockSparseLinear.
     """
     out = dict(state)
     for key in list(state):
@@ -37,27 +37,35 @@ def dense_state_dict(state: Mapping[str, torch.Tensor],
         if match:
             prefix = match.group(1)
             weight, mask = state[prefix + "weight"], state[key]
-            bn, bk = -(-weight.shape[0] // mask.shape[0]), -(-weight.shape[1] // mask.shape[1])
-            out[prefix + "weight"] = weight * bsr.expand_mask(mask, tuple(weight.shape), _pow2((bn, bk))).to(weight.dtype)
+            out[prefix + "weight"] = weight * _expand(mask, tuple(weight.shape)).to(weight.dtype)
             del out[key]
         elif key.endswith("row_ptr"):
             prefix = key[: -len("row_ptr")]
             values, row_ptr, col_idx = state[prefix + "values"], state[key], state[prefix + "col_idx"]
-            shape = (shapes or {}).get(prefix + "weight") or _bsr_shape(values, row_ptr, col_idx)
-            out[prefix + "weight"] = bsr.to_dense(values, row_ptr, col_idx, tuple(shape))
+            shape = (shapes or {}).get(prefix + "weight")
+            out[prefix + "weight"] = _bsr_to_dense(values, row_ptr, col_idx, shape)
             for k in ("values", "row_ptr", "col_idx"):
                 del out[prefix + k]
     return out
 
 
-def _pow2(block: tuple[int, int]) -> tuple[int, int]:
-    return tuple(1 << (b - 1).bit_length() for b in block)  # the grid size rounds up to the block
+def _expand(mask: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """Block mask [nbr, nbc] -> element mask [N, K]. Blocks are powers of two and the grid is
+    ceil(N / bn), so bn is the power of two >= ceil(N / nbr) (any such one when nbr == 1)."""
+    bn, bk = (1 << (-(-n // g) - 1).bit_length() for n, g in zip(shape, mask.shape))
+    return mask.repeat_interleave(bn, 0).repeat_interleave(bk, 1)[: shape[0], : shape[1]]
 
 
-def _bsr_shape(values, row_ptr, col_idx) -> tuple[int, int]:
-    bn, bk = values.shape[1:]
-    nbc = int(col_idx.max()) + 1 if col_idx.numel() else 1
-    return (row_ptr.numel() - 1) * bn, nbc * bk
+def _bsr_to_dense(values, row_ptr, col_idx, shape: Optional[tuple]) -> torch.Tensor:
+    """BSR (values [nnz, bn, bk], row_ptr [nbr + 1], col_idx [nnz]) -> dense [N, K]."""
+    nnz, bn, bk = values.shape
+    nbr = row_ptr.numel() - 1
+    nbc = -(-shape[1] // bk) if shape else (int(col_idx.max()) + 1 if nnz else 1)
+    rows = torch.repeat_interleave(torch.arange(nbr, device=values.device), (row_ptr[1:] - row_ptr[:-1]).long())
+    blocks = values.new_zeros(nbr, nbc, bn, bk)
+    blocks[rows, col_idx.long()] = values
+    dense = blocks.transpose(1, 2).reshape(nbr * bn, nbc * bk)
+    return dense[: shape[0], : shape[1]] if shape else dense
 
 
 def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], what: str = "model") -> None:
