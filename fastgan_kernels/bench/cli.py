@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -43,10 +44,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+def _parent_dirs(*paths) -> None:
+    for path in paths:
+        if path and os.path.dirname(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+
+
 def main(args: argparse.Namespace) -> int:
     from . import render, report as report_mod, runner, timing
     from .registry import parse_dtype
 
+    _parent_dirs(args.json, args.markdown)
     if args.from_json:
         report = report_mod.Report.from_json(args.from_json)
     else:
