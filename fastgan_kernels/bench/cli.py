@@ -26,6 +26,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--provider", action="append",
                    help="only these providers (repeatable; eager is always kept), e.g. fastgan:reference")
     p.add_argument("--dtype", action="append", help="only these dtypes (repeatable): fp32, bf16, fp16")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="CPU: torch.set_num_threads(N) for every provider (default: torch's choice); "
+                        "1 gives steadier figures on a shared machine")
     p.add_argument("--cuda-graph", action="store_true",
                    help="GPU: time CUDA-graph replays (warm L2) instead of per-call events with L2 flush")
     p.add_argument("--json", metavar="F", help="write the report as JSON")
@@ -55,6 +58,10 @@ def main(args: argparse.Namespace) -> int:
     from .registry import parse_dtype
 
     _parent_dirs(args.json, args.markdown)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.from_json:
         report = report_mod.Report.from_json(args.from_json)
     else:
