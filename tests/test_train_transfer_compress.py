@@ -40,6 +40,15 @@ def test_fine_tune_from_a_checkpoint_with_frozen_layers_and_its_own_lr(tmp_path,
     assert not torch.equal(after["net.2.weight"], src["generator"]["net.2.weight"])
 
 
+def test_pruning_fine_tune_starts_from_a_dense_checkpoint(tmp_path, source):
+    src = load_checkpoint(source)
+    t = Trainer(TrainConfig(steps=2, out_dir=str(tmp_path), init_from=source, prune_sparsity=0.5, **SMALL), DistEnv())
+    layers = [m for m in t.g.modules() if isinstance(m, BlockSparseLinear)]
+    assert len(layers) == 3 and all(m.sparsity == 0 for m in layers)
+    assert torch.equal(layers[1].dense_weight(), src["generator"]["net.2.weight"])
+    t.train_step()
+
+
 def test_freezing_more_layers_than_exist_is_refused():
     with pytest.raises(ValueError, match="only 3 layers"):
         freeze_generator_layers(plain_generator(TrainConfig(**SMALL).model_dict()), 4)

@@ -69,10 +69,12 @@ def _bsr_to_dense(values, row_ptr, col_idx, shape: Optional[tuple]) -> torch.Ten
 
 
 def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], what: str = "model") -> None:
-    """``model.load_state_dict(state)``, densifying a pruned source first when ``model`` is dense."""
+    """``model.load_state_dict(state)`` for transfer: a pruned source (masked or BSR) is densified
+    first; a masked-pruning model keeps its own masks (pruning starts again from the weights)."""
     own = model.state_dict()
-    if not any(k.endswith(("block_mask", "row_ptr")) for k in own):
-        state = dense_state_dict(state, {k: tuple(v.shape) for k, v in own.items() if k.endswith("weight")})
+    state = dense_state_dict(state, {k: tuple(v.shape) for k, v in own.items() if k.endswith("weight")})
+    # a masked model (pruning run) starts from the dense weights with its current (full) masks
+    state.update({k: v for k, v in own.items() if k.endswith("block_mask")})
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
