@@ -8,7 +8,12 @@ live in their own modules (:mod:`.loop` for the update rules, :mod:`.data`, :mod
 Resume: with ``resume`` set, the checkpoint's config is authoritative for everything that
 shapes the run (models, optimisation, data, seed) -- so a resumed run is the same run --
 while the ``RUN_FIELDS`` (how long, where to write, how to log) come from the caller, so
-``--resume auto --steps 5000`` extends a finished run.
+``--resume auto --steps 5000`` extends a finished run. A resumed run ignores ``init_from``
+(its weights are already in the checkpoint).
+
+Transfer: with ``init_from``, the architecture fields come from that checkpoint (its weights
+define them); everything else -- data (e.g. ``classes``), learning rates, steps, pruning --
+is this run's own.
 """
 from __future__ import annotations
 
