@@ -106,6 +106,23 @@ def versions() -> dict:
     return out
 
 
+def source_revision() -> Optional[str]:
+    """The checkout's commit, with "+dirty" when its tracked files differ from it (None outside git)."""
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if not os.path.exists(os.path.join(root, ".git")):
+        return None
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (head + ("+dirty" if dirty else "")) or None
+
+
 def machine_info() -> dict:
     import torch
 
@@ -114,6 +131,7 @@ def machine_info() -> dict:
         "cpu": cpu_info(),
         "gpu": gpu_info(),
         "versions": versions(),
+        "source": source_revision(),
         "torch_threads": torch.get_num_threads(),
     }
 

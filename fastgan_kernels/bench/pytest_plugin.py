@@ -16,7 +16,6 @@ per call. Options: ``--fastgan-device {auto,cpu,cuda}``, ``--fastgan-quick``.
 from __future__ import annotations
 
 import pytest
-import torch
 
 from . import allocator, machine, runner, timing
 from .registry import get_suite

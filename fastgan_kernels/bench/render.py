@@ -138,7 +138,8 @@ def to_markdown(report: Report) -> str:
            + (f" (CPU path {cpu['fastgan_isa']})" if cpu.get("fastgan_isa") else ""),
            "- GPU: " + (f"{gpu.get('name')}, {gpu.get('memory_gib')} GiB, driver {gpu.get('driver')}, "
                         f"CUDA {gpu.get('cuda_runtime')}" if gpu.get("available") else f"none ({gpu.get('reason')})"),
-           f"- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
+           "- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items())
+           + (f"; source {m['source']}" if m.get("source") else ""),
            f"- Device benchmarked: {s.get('device')}; timing: `{s.get('timing_mode')}` "
            f"(min run time {timing.get('min_run_time')} s, >= {timing.get('min_blocks')} blocks per provider "
            f"on CPU; warm-up {timing.get('warmup_ms')} ms / {timing.get('rep_ms')} ms of calls on GPU); "
