@@ -5,12 +5,10 @@
 //   forward      y  = act(x @ W^T + b)         epilogue: bias + act + dtype, in registers
 //   grad_x       gx = (grad_out * act'(y)) @ W      prologue: act'(y) applied while
 //   grad_weight  gw = (grad_out * act'(y))^T @ x    grad_out is packed (never materialised)
-//   grad_bias    gb = sum_m grad_out * act'(y)      a light column reduction (below)
-#include <ATen/Parallel.h>
+//   grad_bias    gb = sum_m grad_out * act'(y)      a light column reduction
+//                                                  (gemm::column_sums, one pass)
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
-#include <c10/util/BFloat16.h>
-#include <c10/util/Half.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -55,59 +53,12 @@ Mat view(const at::Tensor& t, bool transposed = false) {
   return m;
 }
 
-// ---- grad_bias[n] = sum_m g[m, n]: one pass over grad_out and y, parallel over n --------
-
-template <int ACT, class T>
-void column_sums(const at::Tensor& go, const at::Tensor& y, float slope, int64_t n0, int64_t n1, float* out) {
-  constexpr int64_t kBlock = 512;  // columns of fp32 accumulators kept in L1
-  float acc[kBlock];
-  const int64_t M = go.size(0);
-  const T* g = go.data_ptr<T>();
-  const T* yy = ACT == kIdentity ? g : y.data_ptr<T>();
-  const int64_t gs0 = go.stride(0), gs1 = go.stride(1);
-  const int64_t ys0 = ACT == kIdentity ? gs0 : y.stride(0), ys1 = ACT == kIdentity ? gs1 : y.stride(1);
-  for (int64_t b0 = n0; b0 < n1; b0 += kBlock) {
-    const int64_t nb = std::min(kBlock, n1 - b0);
-    std::fill(acc, acc + nb, 0.f);
-    for (int64_t m = 0; m < M; ++m) {
-      const T* gr = g + m * gs0 + b0 * gs1;
-      const T* yr = yy + m * ys0 + b0 * ys1;
-      if (gs1 == 1 && ys1 == 1) {  // contiguous rows: vectorisable
-        for (int64_t j = 0; j < nb; ++j)
-          acc[j] += grad_from_output_ref(ACT, static_cast<float>(gr[j]), static_cast<float>(yr[j]), slope);
-      } else {
-        for (int64_t j = 0; j < nb; ++j)
-          acc[j] += grad_from_output_ref(ACT, static_cast<float>(gr[j * gs1]), static_cast<float>(yr[j * ys1]), slope);
-      }
-    }
-    std::copy(acc, acc + nb, out + (b0 - n0));
-  }
-}
-
-template <class T>
-void column_sums_act(int64_t act, const at::Tensor& go, const at::Tensor& y, float slope, int64_t n0, int64_t n1,
-                     float* out) {
-  switch (act) {
-    case kRelu: return column_sums<kRelu, T>(go, y, slope, n0, n1, out);
-    case kLeakyRelu: return column_sums<kLeakyRelu, T>(go, y, slope, n0, n1, out);
-    case kTanh: return column_sums<kTanh, T>(go, y, slope, n0, n1, out);
-    case kSigmoid: return column_sums<kSigmoid, T>(go, y, slope, n0, n1, out);
-    default: return column_sums<kIdentity, T>(go, y, slope, n0, n1, out);
-  }
-}
-
 at::Tensor bias_grad(const at::Tensor& go, const at::Tensor& y, int64_t act, float slope, at::ScalarType out_dtype) {
-  const int64_t N = go.size(1);
+  const int64_t M = go.size(0), N = go.size(1);
   at::Tensor sums = at::empty({N}, go.options().dtype(at::kFloat));
-  float* out = sums.data_ptr<float>();
-  const int64_t grain = std::max<int64_t>(64, 65536 / std::max<int64_t>(go.size(0), 1));
-  at::parallel_for(0, N, grain, [&](int64_t n0, int64_t n1) {
-    switch (go.scalar_type()) {
-      case at::kBFloat16: return column_sums_act<c10::BFloat16>(act, go, y, slope, n0, n1, out + n0);
-      case at::kHalf: return column_sums_act<c10::Half>(act, go, y, slope, n0, n1, out + n0);
-      default: return column_sums_act<float>(act, go, y, slope, n0, n1, out + n0);
-    }
-  });
+  Mat ym;
+  if (act != kIdentity) ym = view(y);
+  gemm::column_sums(M, N, view(go), ym, static_cast<int>(act), slope, sums.data_ptr<float>());
   return out_dtype == at::kFloat ? sums : sums.to(out_dtype);
 }
 

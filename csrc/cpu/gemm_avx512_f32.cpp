@@ -5,6 +5,9 @@
 #include "gemm/gemm.h"
 
 #if defined(__x86_64__)
+#include <algorithm>
+
+#include "activation.h"
 #include "gemm/driver.h"
 #include "gemm/microkernel_avx512.h"
 #include "gemm/pack_avx512.h"
@@ -39,9 +42,61 @@ struct Avx512F32Traits {
   static void thread_end() {}
 };
 
+// The bias gradient: 128 columns of fp32 accumulators stay in 8 zmm registers while the
+// rows stream past (G and Y rows contiguous; column_sums() checks that).
+template <DType DT, int ACT>
+static FASTGAN_AVX512_TARGET void column_sums_t(int64_t M, int64_t n0, int64_t n1, const Mat& g, const Mat& y,
+                                                float slope, float* out) {
+  using namespace avx512;
+  constexpr int64_t sz = DT == DType::kF32 ? 4 : 2;
+  const int64_t ysz = dtype_size(y.dtype);
+  const __m512 vslope = _mm512_set1_ps(slope);
+  for (int64_t b0 = n0; b0 < n1; b0 += 128) {
+    const int nb = static_cast<int>(std::min<int64_t>(128, n1 - b0));
+    __m512 acc[8];
+    __mmask16 mask[8];
+#pragma GCC unroll 8
+    for (int v = 0; v < 8; ++v) acc[v] = _mm512_setzero_ps(), mask[v] = lanes_mask(nb - 16 * v);
+    for (int64_t m = 0; m < M; ++m) {
+      const char* gr = static_cast<const char*>(g.data) + (m * g.rs + b0) * sz;
+      const char* yr = ACT ? static_cast<const char*>(y.data) + (m * y.rs + b0) * ysz : nullptr;
+#pragma GCC unroll 8
+      for (int v = 0; v < 8; ++v) {
+        if (!mask[v]) break;
+        __m512 x = load16t<DT>(gr + 16 * v * sz, mask[v]);
+        if (ACT) x = grad_from_output_ps<ACT>(x, load16(yr + 16 * v * ysz, y.dtype, mask[v]), vslope);
+        acc[v] = _mm512_add_ps(acc[v], x);
+      }
+    }
+#pragma GCC unroll 8
+    for (int v = 0; v < 8; ++v) _mm512_mask_storeu_ps(out + (b0 - n0) + 16 * v, mask[v], acc[v]);
+  }
+}
+
+template <DType DT>
+void column_sums_dt(int64_t M, int64_t n0, int64_t n1, const Mat& g, const Mat& y, int dact, float slope,
+                    float* out) {
+  switch (dact) {
+    case kRelu: return column_sums_t<DT, kRelu>(M, n0, n1, g, y, slope, out);
+    case kLeakyRelu: return column_sums_t<DT, kLeakyRelu>(M, n0, n1, g, y, slope, out);
+    case kTanh: return column_sums_t<DT, kTanh>(M, n0, n1, g, y, slope, out);
+    case kSigmoid: return column_sums_t<DT, kSigmoid>(M, n0, n1, g, y, slope, out);
+    default: return column_sums_t<DT, kIdentity>(M, n0, n1, g, y, slope, out);
+  }
+}
+
 }  // namespace
 
 void run_avx512_f32(const Problem& p) { drive<Avx512F32Traits>(p); }
+
+void column_sums_avx512(int64_t M, int64_t n0, int64_t n1, const Mat& g, const Mat& y, int dact, float slope,
+                        float* out) {
+  switch (g.dtype) {
+    case DType::kBF16: return column_sums_dt<DType::kBF16>(M, n0, n1, g, y, dact, slope, out);
+    case DType::kF16: return column_sums_dt<DType::kF16>(M, n0, n1, g, y, dact, slope, out);
+    default: return column_sums_dt<DType::kF32>(M, n0, n1, g, y, dact, slope, out);
+  }
+}
 
 }  // namespace gemm
 }  // namespace cpu
@@ -50,5 +105,9 @@ void run_avx512_f32(const Problem& p) { drive<Avx512F32Traits>(p); }
 #else  // not x86-64: dispatch never selects this path
 namespace fastgan { namespace cpu { namespace gemm {
 void run_avx512_f32(const Problem& p) { run_portable(p); }
+void column_sums_avx512(int64_t M, int64_t n0, int64_t n1, const Mat& g, const Mat& y, int dact, float slope,
+                        float* out) {
+  column_sums_portable(M, n0, n1, g, y, dact, slope, out);
+}
 }}}
 #endif

@@ -8,6 +8,9 @@
 // features() (avx512_bf16 is a separate bit of the AVX512-VNNI level; AMX needs its
 // bf16 bit and the OS permission). The AVX2 level has no kernel of its own and takes
 // the portable path.
+#include <ATen/Parallel.h>
+
+#include <algorithm>
 #include <atomic>
 
 #include "cpu_features.h"
@@ -58,6 +61,18 @@ const char* path_name(Path path) {
 }
 
 bool set_amx_emulation(bool on) { return g_amx_emulation.exchange(on); }
+
+void column_sums(int64_t M, int64_t N, const Mat& g, const Mat& y, int dact, float slope, float* out) {
+  const bool vec = isa_level() >= kAvx512 && g.cs == 1 && (dact == kIdentity || y.cs == 1);
+  constexpr int64_t kCols = 128;  // columns per task
+  const int64_t blocks = ceil_div(N, kCols);
+  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(M * kCols, 1));
+  at::parallel_for(0, blocks, grain, [&](int64_t b, int64_t e) {
+    const int64_t n0 = b * kCols, n1 = std::min(N, e * kCols);
+    if (vec) column_sums_avx512(M, n0, n1, g, y, dact, slope, out + n0);
+    else column_sums_portable(M, n0, n1, g, y, dact, slope, out + n0);
+  });
+}
 
 void run(const Problem& p) {
   if (p.M <= 0 || p.N <= 0) return;

@@ -2,6 +2,7 @@
 // aarch64 NEON through auto-vectorisation), correct on any machine. It uses the same
 // blocked driver as the vector paths with a 4 x 16 fp32 micro-tile (the accumulators
 // fit 16 SSE / 32 NEON registers) and the scalar packers.
+#include <algorithm>
 #include <cstdint>
 
 #include "activation.h"
@@ -47,9 +48,56 @@ struct PortableTraits {
   static void thread_end() {}
 };
 
+template <DType DT>
+inline float load_t(const char* p) {
+  return load_scalar(p, DT);  // DT is a constant: the dtype switch folds away
+}
+
+template <DType DT, int ACT>
+void column_sums_t(int64_t M, int64_t n0, int64_t n1, const Mat& g, const Mat& y, float slope, float* out) {
+  constexpr int64_t kBlock = 256;  // fp32 accumulators kept in L1 across the rows
+  constexpr int64_t sz = DT == DType::kF32 ? 4 : 2;
+  const int64_t ysz = dtype_size(y.dtype);
+  float acc[kBlock];
+  for (int64_t b0 = n0; b0 < n1; b0 += kBlock) {
+    const int64_t nb = std::min(kBlock, n1 - b0);
+    for (int64_t j = 0; j < nb; ++j) acc[j] = 0.f;
+    for (int64_t m = 0; m < M; ++m) {
+      const char* gr = static_cast<const char*>(g.data) + (m * g.rs + b0 * g.cs) * sz;
+      const char* yr = ACT ? static_cast<const char*>(y.data) + (m * y.rs + b0 * y.cs) * ysz : nullptr;
+      for (int64_t j = 0; j < nb; ++j) {
+        const float v = load_t<DT>(gr + j * g.cs * sz);
+        acc[j] += ACT ? grad_from_output_ref(ACT, v, load_scalar(yr + j * y.cs * ysz, y.dtype), slope) : v;
+      }
+    }
+    for (int64_t j = 0; j < nb; ++j) out[b0 - n0 + j] = acc[j];
+  }
+}
+
+template <DType DT>
+void column_sums_dt(int64_t M, int64_t n0, int64_t n1, const Mat& g, const Mat& y, int dact, float slope,
+                    float* out) {
+  switch (dact) {
+    case kRelu: return column_sums_t<DT, kRelu>(M, n0, n1, g, y, slope, out);
+    case kLeakyRelu: return column_sums_t<DT, kLeakyRelu>(M, n0, n1, g, y, slope, out);
+    case kTanh: return column_sums_t<DT, kTanh>(M, n0, n1, g, y, slope, out);
+    case kSigmoid: return column_sums_t<DT, kSigmoid>(M, n0, n1, g, y, slope, out);
+    default: return column_sums_t<DT, kIdentity>(M, n0, n1, g, y, slope, out);
+  }
+}
+
 }  // namespace
 
 void run_portable(const Problem& p) { drive<PortableTraits>(p); }
+
+void column_sums_portable(int64_t M, int64_t n0, int64_t n1, const Mat& g, const Mat& y, int dact, float slope,
+                          float* out) {
+  switch (g.dtype) {
+    case DType::kBF16: return column_sums_dt<DType::kBF16>(M, n0, n1, g, y, dact, slope, out);
+    case DType::kF16: return column_sums_dt<DType::kF16>(M, n0, n1, g, y, dact, slope, out);
+    default: return column_sums_dt<DType::kF32>(M, n0, n1, g, y, dact, slope, out);
+  }
+}
 
 }  // namespace gemm
 }  // namespace cpu

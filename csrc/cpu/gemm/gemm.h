@@ -73,6 +73,10 @@ enum class Path : int {
 
 // C = epilogue(prologue(A) @ B), parallel over at::get_num_threads() threads.
 void run(const Problem& p);
+
+// out[n] = sum over m < M of G[m, n] * act'(Y[m, n]) (act' as in the prologue; Y unused
+// when dact == 0), accumulated in fp32: the bias gradient, one pass over G and Y.
+void column_sums(int64_t M, int64_t N, const Mat& g, const Mat& y, int dact, float slope, float* out);
 // The path run() takes now for operands of dtype `dt` (depends on the ISA cap).
 Path select_path(DType dt);
 const char* path_name(Path path);
@@ -87,6 +91,11 @@ void run_avx512_f32(const Problem& p);
 void run_avx512_bf16(const Problem& p);
 void run_amx_bf16(const Problem& p);
 void run_amx_bf16_emulated(const Problem& p);
+// column_sums over columns [n0, n1) (out points at column n0), one thread.
+void column_sums_portable(int64_t M, int64_t n0, int64_t n1, const Mat& g, const Mat& y, int dact, float slope,
+                          float* out);
+void column_sums_avx512(int64_t M, int64_t n0, int64_t n1, const Mat& g, const Mat& y, int dact, float slope,
+                        float* out);
 
 }  // namespace gemm
 }  // namespace cpu
