@@ -146,7 +146,8 @@ def test_empty_batch():
     y = kernels.bsr_linear_forward(x, w.values, w.row_ptr, w.col_idx, b, 33, LEAKY, 0.2)
     assert y.shape == (0, 33)
     gx, gv, gb = run_backward(torch.zeros(0, 33, device=DEVICE), y, x, w, LEAKY)
-    assert gx.shape == (0, 40) and torch.equal(gv, torch.zeros_like(w.values)) and torch.equal(gb, torch.zeros(33, device=DEVICE))
+    assert gx.shape == (0, 40) and torch.equal(gv, torch.zeros_like(w.values))
+    assert torch.equal(gb, torch.zeros(33, device=DEVICE))
 
 
 def test_int64_indices():
@@ -213,5 +214,22 @@ def test_bad_arguments_are_refused():
         kernels.bsr_linear_forward(x, w.values, w.row_ptr, w.col_idx, b, 60, LEAKY, 0.2)
     with pytest.raises(ValueError, match="activation code"):
         kernels.bsr_linear_forward(x, w.values, w.row_ptr, w.col_idx, b, 33, 7, 0.2)
+    with pytest.raises(TypeError, match="grad_out must have x's dtype"):
+        run_backward(torch.randn(4, 33, device=DEVICE).double(), None, x, w, IDENTITY)
     with pytest.raises(ValueError, match="saved output y"):
         run_backward(torch.randn(4, 33, device=DEVICE), None, x, w, TANH)
+
+
+def test_gpu_config_pruning(monkeypatch):
+    # What the GPU autotuner would try: BLOCK_M capped by M; fp32 (FMA) dots drop configs whose
+    # operand + accumulator tiles exceed 128 registers per thread (they spill on sm_90).
+    monkeypatch.setattr(kernels, "INTERPRET", False)
+    gpu = kernels._configs([(128, 3, 8), (128, 4, 4), (64, 3, 4), (16, 3, 4)])
+    dense = dict(SUB_IN=64, SUB_OUT=128)
+    keep = lambda cfgs: [(c.kwargs["BLOCK_M"], c.num_warps) for c in cfgs]  # noqa: E731
+    assert keep(kernels._prune(gpu, {"M": 4096}, F32_DOT=True, **dense)) == [(128, 8), (16, 4)]
+    assert keep(kernels._prune(gpu, {"M": 4096}, F32_DOT=False, **dense)) == [(128, 8), (128, 4), (64, 4), (16, 4)]
+    capped = kernels._prune(gpu, {"M": 3}, F32_DOT=False, **dense)  # BLOCK_M 16 everywhere, duplicates merged
+    assert [(c.kwargs["BLOCK_M"], c.num_stages, c.num_warps) for c in capped] == [(16, 3, 8), (16, 4, 4), (16, 3, 4)]
+    sddmm = dict(SUB_N=64, SUB_K=64)
+    assert keep(kernels._prune(gpu, {"M": 4096}, F32_DOT=True, **sddmm)) == [(128, 8), (64, 4), (16, 4)]

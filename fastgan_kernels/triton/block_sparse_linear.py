@@ -23,7 +23,8 @@ tiles into an fp32 ``[BLOCK_M, bn]`` register tile; the values block is read thr
 ``values[b].T`` (forward) and ``values[b]`` (grad_x) are the same memory. Blocks above 64 (reduction
 side) or 128 (output side) are cut into sub-tiles -- the reduction as extra steps of the same loop,
 the output as a second grid axis -- so 256 x 256 blocks stay within registers and shared memory;
-blocks up to 64 x 128 are one dot per kept block. Ragged N/K: x (resp. g) columns past K (N) are
+blocks up to 64 x 128 are one dot per kept block (the SDDMM's [bn, bk] output is cut at 64 x 64 the
+same way, one program per sub-tile). Ragged N/K: x (resp. g) columns past K (N) are
 masked to 0, so the zero padding of ``values`` meets zeros, and stores are masked. fp32 runs
 ``input_precision="ieee"`` (exact, no TF32), fp16/bf16 run on tensor cores with an fp32
 accumulator (bf16 upcast under the interpreter): the rule of :mod:`.fused_linear`.
@@ -32,13 +33,15 @@ Balancing. Work per program is proportional to its line's kept blocks, and prune
 skewed (dense rows next to empty ones). Programs are therefore ordered heavy-first: ``order`` =
 the lines sorted by block count, descending (a device argsort, no host sync), and program
 ``pid`` takes line ``order[pid // tiles_m]``, M tile ``pid % tiles_m``. The hardware dispatches
-programs roughly in pid order, so this is longest-processing-time-first list scheduling
-(makespan within 4/3 of optimal); empty lines (only ``act(bias)``) run last and fill the gaps.
-Splitting long rows across programs was rejected: the activation is not linear, so the partial
-sums would need a workspace and a second epilogue pass, or atomics (fp32 only, not deterministic).
-The SDDMM needs no ordering: every program does the same work (one block, the whole batch).
+programs roughly in pid order, so this is longest-processing-time-first list scheduling (Graham's
+bound: makespan within 4/3 of optimal, if dispatch is greedy in pid order); empty lines (only
+``act(bias)``) run last and fill the gaps. Splitting long rows across programs was rejected: the
+activation is not linear, so the partial sums would need a workspace and a second epilogue pass,
+or atomics (fp32 only, not deterministic).
+The SDDMM needs no ordering: every program does the same work (one block, the whole batch); its
+programs follow W.T's order, so neighbours share x's column block in L2.
 
-grad_bias. The SDDMM programs of the *first* kept block of each block row (first reduction
+grad_bias. The SDDMM programs of the *first* kept block of each block row (those of its first bk
 sub-tile) also sum their fp32 g tiles over the batch: that is grad_bias for the row's bn
 columns, no atomics. Rows with no kept block (or every row, when grad_values is not needed) get
 it from a second launch of the same kernel with ``COMPUTE_V=False`` that only reduces g.
@@ -73,15 +76,34 @@ def _configs(tiles):
     return [triton.Config({"BLOCK_M": bm}, num_stages=s, num_warps=w) for bm, s, w in tiles]
 
 
+def _fp32_regs(args, bm: int, warps: int) -> float:
+    """fp32 words per thread held by one dot's A, B and accumulator tiles (fp32 dots run on FMAs)."""
+    if "SUB_OUT" in args:  # dense kernel: A [BM, SUB_IN], V [SUB_IN, SUB_OUT], acc [BM, SUB_OUT]
+        red, out = args["SUB_IN"], args["SUB_OUT"]
+        words = bm * red + red * out + bm * out
+    else:  # SDDMM: g.T [SUB_N, BM], x [BM, SUB_K], acc [SUB_N, SUB_K]
+        words = args["SUB_N"] * bm + bm * args["SUB_K"] + args["SUB_N"] * args["SUB_K"]
+    return words / (32 * warps)
+
+
 def _prune(configs, named_args, **kwargs):
-    """No BLOCK_M larger than M needs (M = 1 runs 16-row tiles); dedupe what that merges."""
-    cap = _pow2_cap({**named_args, **kwargs}["M"])
+    """No BLOCK_M larger than M needs (M = 1 runs 16-row tiles); dedupe what that merges.
+
+    fp32 (exact, FMA) dots keep their operand tiles in registers: configs needing more than 128
+    words per thread spill heavily (seen in ptxas resource usage for sm_90), so they are dropped.
+    """
+    args = {**named_args, **kwargs}
+    cap = _pow2_cap(args["M"])
     seen, out = set(), []
     for cfg in configs:
         bm = min(cfg.kwargs["BLOCK_M"], cap)
         if (bm, cfg.num_stages, cfg.num_warps) not in seen:
             seen.add((bm, cfg.num_stages, cfg.num_warps))
             out.append(triton.Config({"BLOCK_M": bm}, num_stages=cfg.num_stages, num_warps=cfg.num_warps))
+    if args.get("F32_DOT") and not INTERPRET:
+        cost = {id(c): _fp32_regs(args, c.kwargs["BLOCK_M"], c.num_warps) for c in out}
+        fitting = [c for c in out if cost[id(c)] <= 128]
+        out = fitting or [min(out, key=lambda c: cost[id(c)])]
     return out
 
 
@@ -312,6 +334,9 @@ def bsr_linear_backward(grad_out: Tensor, y: Optional[Tensor], x: Tensor, values
         raise ValueError(f"block_sparse_linear (triton): the saved output y [{M}, {N}] is needed for activation "
                          f"{act}, got {None if y is None else tuple(y.shape)}")
     y = None if act == 0 else y
+    for name, t in (("grad_out", grad_out), ("y", y)):
+        if t is not None and t.dtype != x.dtype:
+            raise TypeError(f"block_sparse_linear (triton): {name} must have x's dtype {x.dtype}, got {t.dtype}")
     grad_x = grad_v = grad_b = None
     if need_x:
         grad_x = torch.empty((M, K), device=x.device, dtype=x.dtype)
