@@ -1,6 +1,20 @@
 """The benchmark suites, one module per op; each module defines ``SUITE`` (a registry.Suite).
 
-To add an op's benchmark: write ``bench/suites/<op>.py`` and add ``"<op>"`` below.
+Adding an op's benchmark (block-sparse, int8, ...):
+
+1. ``bench/suites/<op>.py`` defines ``SUITE = Suite(...)``: ``make_case`` (shape dict,
+   dtype, device -> Case with its FLOPs, bytes and, for sparse ops, ``nonzero_flops``),
+   ``default_cases``, ``make_inputs``, ``reference`` (float32 compute), ``dtypes`` per
+   device, and its providers: ``providers.eager(fn)``, ``providers.compiled(fn)``, any
+   peers (``Provider(name, "peer", build, skip_reason)``: torch.sparse BSR, dynamic int8,
+   torchao, ...), and ``providers.fastgan_backends(fn, ext_op)``. Ops whose outputs are
+   not compared with the float tolerances (int8) pass ``compare=``; speed targets go in
+   ``targets``.
+2. Add ``"<op>"`` to ``SUITE_MODULES`` below.
+3. ``benchmarks/test_<op>.py``::
+
+       from fastgan_kernels.bench.pytest_plugin import bench_op
+       test_<op> = bench_op("<op>")
 """
 SUITE_MODULES = (
     "fused_linear",
