@@ -125,3 +125,16 @@ def test_device_mismatch_is_refused():
 def test_forced_backend_that_cannot_run_says_why():
     with pytest.raises(RuntimeError, match="cuda_ext"):
         fk.fused_linear(torch.randn(3, 5), torch.randn(4, 5), backend="cuda_ext")
+
+
+def test_autocast_casts_like_f_linear():
+    x, w, b = make(5, 16, 8)
+    w.requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = fk.fused_linear(x, w, b, "tanh")                      # fp32 in, bf16 out, as F.linear
+        y2 = fk.fused_linear(x.bfloat16(), w, b, "tanh")           # a bf16 activation from an upstream Linear
+        ref = torch.tanh(F.linear(x, w, b))
+    assert y.dtype == y2.dtype == ref.dtype == torch.bfloat16
+    testing.assert_close(y, ref)
+    y.float().sum().backward()
+    assert w.grad.dtype == torch.float32

@@ -150,10 +150,13 @@ def test_empty_batch():
     assert torch.equal(gb, torch.zeros(33, device=DEVICE))
 
 
-def test_int64_indices():
+def test_int64_indices_are_refused_by_the_contract():
+    # csrc/ops.cpp: indices are int32 for every backend; from_torch_bsr converts torch's int64.
     x, w, b = make(7, 40, 33, (16, 16), 0.5)
-    w64 = bsr.BsrWeight(w.values, w.row_ptr.long(), w.col_idx.long(), w.shape)
-    check(x, w64, b, LEAKY)
+    with pytest.raises(TypeError, match="int32"):
+        bsr.BsrWeight(w.values, w.row_ptr.long(), w.col_idx.long(), w.shape)
+    w32 = bsr.BsrWeight.from_torch_bsr(w.to_torch_bsr(), w.shape)
+    check(x, w32, b, LEAKY)
 
 
 # --- balancing ------------------------------------------------------------------------------------

@@ -78,7 +78,7 @@ class MLPDiscriminator(nn.Module):
         from ..convert import fuse
         from ..nn import FusedLinear
 
-        body = fuse(self.net, backend=backend, inplace=False)
+        body = fuse(nn.Sequential(*self.net), backend=backend, inplace=True)  # a new container, same layers
         last = body[len(body) - 1]
         linear = last if isinstance(last, nn.Linear) else last.to_linear()[0]
         body[len(body) - 1] = FusedLinear.from_linear(linear, "sigmoid", backend=backend)

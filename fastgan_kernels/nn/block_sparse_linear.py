@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .. import activations, backends
-from ..ops import bsr
+from ..ops import _autocast, bsr
 from ..ops.block_sparse_linear import _block_sparse_linear_op
 from ..ops.fused_linear import fused_linear
 from .fused_linear import FusedLinear
@@ -163,7 +163,8 @@ class BlockSparseLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "masked":
             return fused_linear(x, self.dense_weight(), self.bias, self.activation, self.negative_slope, self.backend)
-        return _block_sparse_linear_op(x, self.values, self.row_ptr, self.col_idx, self.bias, self.out_features,
+        x, values, bias = _autocast.cast(x, self.values, self.bias)
+        return _block_sparse_linear_op(x, values, self.row_ptr, self.col_idx, bias, self.out_features,
                                        self.activation, self.negative_slope, self.backend)
 
     # --- state_dict in either mode -----------------------------------------------------

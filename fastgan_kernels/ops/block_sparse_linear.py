@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from .. import activations, backends
-from . import _validate, bsr, reference
+from . import _autocast, _validate, bsr, reference
 
 _EXT_FWD = "bsr_linear_fwd"
 _EXT_BWD = "bsr_linear_bwd"
@@ -40,7 +40,7 @@ def _reference_backward(grad, y, x, values, row_ptr, col_idx, act, slope, need_x
         _, bn, bk = values.shape
         nbr, nbc = bsr.grid((n, k), (bn, bk))
         blocks = torch.nn.functional.pad(gw, (0, nbc * bk - k, 0, nbr * bn - n)).view(nbr, bn, nbc, bk)
-        gw = blocks.transpose(1, 2)[bsr.block_rows(row_ptr).long(), col_idx.long()].contiguous()
+        gw = blocks.transpose(1, 2)[bsr.block_rows(row_ptr, col_idx.shape[0]).long(), col_idx.long()].contiguous()
     return gx, gw, gb
 
 
@@ -147,17 +147,19 @@ def block_sparse_linear(x: Tensor, weight: "bsr.BsrWeight", bias: Optional[Tenso
     """``act(x @ W.T + bias)`` with ``W`` a :class:`~fastgan_kernels.ops.bsr.BsrWeight`.
 
     ``check_indices`` re-validates the index contents (one small device-to-host read); the
-    modules validate once at conversion and pass False.
+    modules validate once at conversion and pass False. Under ``torch.autocast`` x, the
+    values and the bias are cast to the autocast dtype first, as for ``F.linear``.
     """
     if not isinstance(weight, bsr.BsrWeight):
         raise TypeError(f"block_sparse_linear: weight must be a BsrWeight, got {type(weight).__name__}")
     n, k = weight.shape
     _validate.check_tensor(x, "block_sparse_linear: x")
+    x, values, bias = _autocast.cast(x, weight.values, bias)
     _validate.check_input(x, k, "block_sparse_linear")
-    check_args(x, weight.values, weight.row_ptr, weight.col_idx, bias, n)
+    check_args(x, values, weight.row_ptr, weight.col_idx, bias, n)
     if check_indices and not torch.compiler.is_compiling():
-        bsr.check_indices(weight.values, weight.row_ptr, weight.col_idx, weight.shape, "block_sparse_linear")
+        bsr.check_indices(values, weight.row_ptr, weight.col_idx, weight.shape, "block_sparse_linear")
     act = activations.check_activation(activation, negative_slope)
     backends.check_backend(backend)
-    return _block_sparse_linear_op(x, weight.values, weight.row_ptr, weight.col_idx, bias, n,
+    return _block_sparse_linear_op(x, values, weight.row_ptr, weight.col_idx, bias, n,
                                    activations.name(act), float(negative_slope), backend)

@@ -132,7 +132,7 @@ class BsrWeight:
     def block_mask(self) -> torch.Tensor:
         nbr, nbc = grid(self.shape, self.block)
         mask = torch.zeros(nbr, nbc, dtype=torch.bool, device=self.values.device)
-        mask[block_rows(self.row_ptr).long(), self.col_idx.long()] = True
+        mask[block_rows(self.row_ptr, self.nnz_blocks).long(), self.col_idx.long()] = True
         return mask
 
     def to_dense(self) -> torch.Tensor:
@@ -143,10 +143,14 @@ class BsrWeight:
         return BsrWeight(values, self.row_ptr.to(values.device), self.col_idx.to(values.device), self.shape)
 
 
-def block_rows(row_ptr: torch.Tensor) -> torch.Tensor:
-    """The block row of every kept block (the COO row index), int32."""
+def block_rows(row_ptr: torch.Tensor, nnz_blocks: Optional[int] = None) -> torch.Tensor:
+    """The block row of every kept block (the COO row index), int32.
+
+    Pass ``nnz_blocks`` (known from ``col_idx`` or ``values``) to avoid a device-to-host sync on GPUs.
+    """
     counts = (row_ptr[1:] - row_ptr[:-1]).long()
-    return torch.repeat_interleave(torch.arange(len(counts), device=row_ptr.device, dtype=torch.int32), counts)
+    rows = torch.arange(len(counts), device=row_ptr.device, dtype=torch.int32)
+    return torch.repeat_interleave(rows, counts, output_size=nnz_blocks)
 
 
 def to_dense(values: torch.Tensor, row_ptr: torch.Tensor, col_idx: torch.Tensor, shape) -> torch.Tensor:
@@ -154,7 +158,7 @@ def to_dense(values: torch.Tensor, row_ptr: torch.Tensor, col_idx: torch.Tensor,
     _, bn, bk = values.shape
     nbr, nbc = grid(tuple(shape), (bn, bk))
     blocks = values.new_zeros(nbr, nbc, bn, bk)
-    blocks[block_rows(row_ptr).long(), col_idx.long()] = values
+    blocks[block_rows(row_ptr, values.shape[0]).long(), col_idx.long()] = values
     return blocks.transpose(1, 2).reshape(nbr * bn, nbc * bk)[: shape[0], : shape[1]]
 
 
@@ -164,7 +168,7 @@ def transpose_index(row_ptr: torch.Tensor, col_idx: torch.Tensor, n_block_cols: 
     Block column ``c`` of W owns kept blocks ``t_block[t_row_ptr[c]:t_row_ptr[c+1]]`` (indices
     into ``values``), which sit in block rows ``t_col_idx[...]``. The grad-x kernels walk it.
     """
-    rows = block_rows(row_ptr)
+    rows = block_rows(row_ptr, col_idx.shape[0])
     order = torch.argsort(col_idx.long() * (len(row_ptr)) + rows.long(), stable=True)
     counts = torch.bincount(col_idx.long(), minlength=n_block_cols)
     t_row_ptr = torch.zeros(n_block_cols + 1, dtype=torch.int32, device=row_ptr.device)
@@ -179,7 +183,7 @@ def check_layout(values: torch.Tensor, row_ptr: torch.Tensor, col_idx: torch.Ten
     bn, bk = check_block(tuple(values.shape[1:]), f"{op}: values block")
     nbr, _ = grid(tuple(shape), (bn, bk))
     for name, t in (("row_ptr", row_ptr), ("col_idx", col_idx)):
-        if not isinstance(t, torch.Tensor) or t.dtype not in (torch.int32, torch.int64) or t.dim() != 1:
+        if not isinstance(t, torch.Tensor) or t.dtype != torch.int32 or t.dim() != 1:
             raise TypeError(f"{op}: {name} must be a 1-D int32 tensor, got "
                             f"{getattr(t, 'dtype', type(t).__name__)} of shape {tuple(getattr(t, 'shape', ()))}")
         if t.device != values.device:

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from .. import activations, backends
-from . import _validate, reference
+from . import _autocast, _validate, reference
 
 _EXT_FWD = "fused_linear_fwd"
 _EXT_BWD = "fused_linear_bwd"
@@ -127,7 +127,10 @@ def fused_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, activ
         activation: "identity", "relu", "leaky_relu", "tanh" or "sigmoid".
         negative_slope: LeakyReLU's slope (>= 0; the GAN default 0.2).
         backend: "auto", "cpu_ext", "triton", "cuda_ext" or "reference".
+
+    Under ``torch.autocast`` the tensors are cast to the autocast dtype first, as for ``F.linear``.
     """
+    x, weight, bias = _autocast.cast(x, weight, bias)
     _validate.check_linear(x, weight, bias, "fused_linear")
     act = activations.check_activation(activation, negative_slope)
     backends.check_backend(backend)

@@ -29,7 +29,7 @@ import torch
 from ..convert import CubicSparsitySchedule, GradualPruner
 from ..models import SharingReport
 from . import distributed
-from .amp import amp_settings, autocast_fused_layers
+from .amp import amp_settings
 from .augment import DiffAugment
 from .build import Logits, build_models, generator_builder
 from .checkpoint import TRAIN_FORMAT, atomic_save, find_resume, load_checkpoint
@@ -93,9 +93,6 @@ class Trainer:
             self.pruner = GradualPruner(self.g, CubicSparsitySchedule(cfg.prune_sparsity, cfg.prune_begin,
                                                                       cfg.prune_end_step, 0.0, cfg.prune_frequency))
         amp_on, amp_dtype, use_scaler = amp_settings(self.device, cfg.amp)
-        if amp_on:
-            autocast_fused_layers(self.g)
-            autocast_fused_layers(self.d)
         g_train = distributed.wrap(self.g, self.env)
         d_train = distributed.wrap(Logits(self.d), self.env)
         betas = (cfg.beta1, cfg.beta2)
