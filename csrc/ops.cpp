@@ -19,6 +19,7 @@
 
 #include "cpu/cpu_features.h"
 #include "cpu/gemm/gemm.h"
+#include "cpu/parallel.h"
 
 namespace {
 
@@ -38,6 +39,8 @@ std::string fused_linear_cpu_path(c10::ScalarType dtype) {
   const DType dt = dtype == c10::kBFloat16 ? DType::kBF16 : dtype == c10::kHalf ? DType::kF16 : DType::kF32;
   return fastgan::cpu::gemm::path_name(fastgan::cpu::gemm::select_path(dt));
 }
+// Test-only: how the CPU kernels run in parallel in this build ("openmp", "gomp" or "aten").
+std::string cpu_parallel_backend() { return fastgan::cpu::parallel_backend(); }
 
 }  // namespace
 
@@ -49,6 +52,7 @@ TORCH_LIBRARY(fastgan_ext, m) {
   m.def("set_cpu_isa(int cap) -> int", &set_cpu_isa);
   m.def("set_amx_emulation(bool on) -> bool", &set_amx_emulation);           // tests only
   m.def("fused_linear_cpu_path(ScalarType dtype) -> str", &fused_linear_cpu_path);  // tests only
+  m.def("cpu_parallel_backend() -> str", &cpu_parallel_backend);                      // tests only
 
   // --- fused linear + activation: y = act(x @ weight.T + bias) ----------------------
   // x [M, K], weight [N, K], bias [N] or None, same floating dtype; y [M, N] in x.dtype.

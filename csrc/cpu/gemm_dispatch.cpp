@@ -14,6 +14,7 @@
 #include <atomic>
 
 #include "cpu_features.h"
+#include "parallel.h"
 #include "gemm/gemm.h"
 #include "gemm/tile.h"
 #include "activation.h"
@@ -67,7 +68,7 @@ void column_sums(int64_t M, int64_t N, const Mat& g, const Mat& y, int dact, flo
   constexpr int64_t kCols = 128;  // columns per task
   const int64_t blocks = ceil_div(N, kCols);
   const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(M * kCols, 1));
-  at::parallel_for(0, blocks, grain, [&](int64_t b, int64_t e) {
+  parallel_for(0, blocks, grain, [&](int64_t b, int64_t e) {
     const int64_t n0 = b * kCols, n1 = std::min(N, e * kCols);
     if (vec) column_sums_avx512(M, n0, n1, g, y, dact, slope, out + n0);
     else column_sums_portable(M, n0, n1, g, y, dact, slope, out + n0);

@@ -44,6 +44,7 @@
 #include <cstdlib>
 #include <new>
 
+#include "../parallel.h"
 #include "tile.h"
 
 namespace fastgan {
@@ -52,7 +53,7 @@ namespace gemm {
 namespace {
 
 // Per-thread growable, 64-byte aligned scratch (packed panels, fp32 partial sums).
-// The OpenMP workers behind at::parallel_for persist, so steady state allocates nothing.
+// The OpenMP workers behind parallel_for (parallel.h) persist: steady state allocates nothing.
 struct Scratch {
   void* ptr = nullptr;
   size_t bytes = 0;
@@ -178,7 +179,8 @@ void run_rect(const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) 
   }
 }
 
-// C = epilogue(prologue(A) @ B) on the traits' kernel, over all intra-op threads.
+// C = epilogue(prologue(A) @ B) on the traits' kernel, over torch's intra-op threads
+// (parallel.h: at::parallel_for's contract, on torch's OpenMP team).
 template <class KT>
 void drive(const Problem& p) {
   if (p.M <= 0 || p.N <= 0 || p.K <= 0) return;  // run() handles K == 0
@@ -187,7 +189,7 @@ void drive(const Problem& p) {
   if (static_cast<double>(p.M) * p.N * p.K < 16384.0) threads = 1;
   const Split s = choose_split(p.M, p.N, p.K, KT::MR, KT::NU, threads);
   const int64_t mu = ceil_div(p.M, KT::MR), nu = ceil_div(p.N, KT::NU);
-  at::parallel_for(0, s.tm * s.tn, 1, [&](int64_t begin, int64_t end) {
+  parallel_for(0, s.tm * s.tn, 1, [&](int64_t begin, int64_t end) {
     struct Guard {  // per-thread setup (AMX: tile config) and teardown, even on throw
       Guard() { KT::thread_begin(); }
       ~Guard() { KT::thread_end(); }
