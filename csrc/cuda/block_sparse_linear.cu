@@ -59,7 +59,7 @@ DeviceInfo device_info(int device) {
   C10_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
   // ptxVersion: the virtual arch the code that will run was compiled from (see fused_linear.cu).
   cudaFuncAttributes attr;
-  const cudaError_t err = cudaFuncGetAttributes(&attr, bsr_dense_tc_kernel<__half, BsrTcCfg<64, 16, 16, 4>, false>);
+  const cudaError_t err = cudaFuncGetAttributes(&attr, bsr_dense_tc_kernel<__half, BsrDenseCfg<16, 16>, false>);
   if (err == cudaSuccess)
     info.tensor_cores = major >= 8 && attr.ptxVersion >= 80;
   else
@@ -130,9 +130,9 @@ void launch_dense_tc(BsrDenseProblem<T> p, int64_t lines, cudaStream_t stream) {
 template <typename T, bool GRADX, int BN>
 void dense_tc_bk(const BsrDenseProblem<T>& p, int64_t lines, cudaStream_t stream) {
   if (p.d_in == 16)
-    launch_dense_tc<T, BsrTcCfg<64, BN, 16, 4>, GRADX>(p, lines, stream);
+    launch_dense_tc<T, BsrDenseCfg<BN, 16>, GRADX>(p, lines, stream);
   else
-    launch_dense_tc<T, BsrTcCfg<64, BN, 32, 3>, GRADX>(p, lines, stream);
+    launch_dense_tc<T, BsrDenseCfg<BN, 32>, GRADX>(p, lines, stream);
 }
 
 template <typename T, int BN, bool GRADX>
@@ -197,7 +197,7 @@ void launch_sddmm_tile(BsrSddmmProblem<T> p, int sms, cudaStream_t stream) {
   }
   const unsigned grid = grid_size(splits * ctas);
   if constexpr (TC) {
-    using Cfg = BsrTcCfg<BMT, BNT, 32, 3>;
+    using Cfg = BsrSddmmCfg<BMT, BNT>;
     constexpr int smem = bsr_tc_smem_bytes<Cfg, true, true>();
     static_assert(smem <= 48 * 1024, "no opt-in to more shared memory needed");
     bsr_sddmm_tc_kernel<T, Cfg><<<grid, Cfg::THREADS, smem, stream>>>(p);

@@ -204,16 +204,25 @@ struct BsrTcLoader {
 };
 
 // Tile shape of the block-sparse tensor-core kernels, with the members tc_warp_tile reads.
-// Warps form a WARPS_M x WARPS_N grid of WM x WN warp tiles (multiples of 16 x 16).
-template <int BM_, int BN_, int BK_, int STAGES_>
+// Warps form a WARPS_M x WARPS_N grid of WM x WN warp tiles (multiples of 16 x 16); small
+// warp tiles keep 4 warps in small CTAs, so each thread stages few chunks (registers).
+template <int BM_, int BN_, int BK_, int STAGES_, int WM_, int WN_>
 struct BsrTcCfg {
   static constexpr int BM = BM_, BN = BN_, BK = BK_, STAGES = STAGES_;
-  static constexpr int WM = BM < 32 ? BM : 32, WN = BN < 32 ? BN : 32;
+  static constexpr int WM = WM_, WN = WN_;
   static constexpr int WARPS_M = BM / WM, WARPS_N = BN / WN;
   static constexpr int THREADS = 32 * WARPS_M * WARPS_N;
   static constexpr int MT = WM / 16, NT = WN / 8;
+  static constexpr int MIN_BLOCKS = 65536 / (THREADS * 128);  // per SM: caps registers at 128 / thread
   static_assert(WM % 16 == 0 && WN % 16 == 0 && BK % 16 == 0, "tiles are made of 16 x 16 x 16 mma steps");
+  static_assert(BM % WM == 0 && BN % WN == 0, "warp tiles must cover the block tile");
 };
+// Dense-output kernels: 64 x BN tiles; 4 warps (8 for BN = 128).
+template <int BN, int BK>
+using BsrDenseCfg = BsrTcCfg<64, BN, BK, BK == 16 ? 4 : 3, BN >= 32 ? 32 : 16, BN >= 64 ? 32 : 16>;
+// SDDMM: BM x BN tiles (16..64) with 2 x 2 warps where the tile allows.
+template <int BM, int BN>
+using BsrSddmmCfg = BsrTcCfg<BM, BN, 32, 3, BM >= 32 ? BM / 2 : 16, BN >= 32 ? BN / 2 : 16>;
 
 // Column sums over splits of the SDDMM's fp32 partial results, in a fixed order (deterministic).
 template <typename T>

@@ -74,7 +74,7 @@ constexpr int bsr_tc_smem_bytes() {
 // Grid: x = (line * out_subs + out_sub) * tiles_m + m_tile (a line's CTAs are neighbours
 // and share its values blocks in L2). Dynamic shared memory: bsr_tc_smem_bytes<Cfg, false, GRADX>().
 template <typename T, class Cfg, bool GRADX>
-__global__ void __launch_bounds__(Cfg::THREADS) bsr_dense_tc_kernel(BsrDenseProblem<T> p) {
+__global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS) bsr_dense_tc_kernel(BsrDenseProblem<T> p) {
 #ifdef FASTGAN_TC_ARCH
   using Raw = unsigned short;
   using TA = TileLayout<Cfg::BM, Cfg::BK, false>;
@@ -137,7 +137,7 @@ __global__ void __launch_bounds__(Cfg::THREADS) bsr_dense_tc_kernel(BsrDenseProb
 // Grid: x = split * (nnz * n_subs * k_subs) + (e * n_subs + n_sub) * k_subs + k_sub, e in
 // W.T's order. Dynamic shared memory: bsr_tc_smem_bytes<Cfg, true, true>().
 template <typename T, class Cfg>
-__global__ void __launch_bounds__(Cfg::THREADS) bsr_sddmm_tc_kernel(BsrSddmmProblem<T> p) {
+__global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS) bsr_sddmm_tc_kernel(BsrSddmmProblem<T> p) {
 #ifdef FASTGAN_TC_ARCH
   using Raw = unsigned short;
   using TA = TileLayout<Cfg::BM, Cfg::BK, true>;
