@@ -34,15 +34,20 @@ constexpr int kMR = 8, kNR = 48;
 
 typedef uint32_t __attribute__((may_alias)) u32_alias;
 
-// Walks TileOut's prefetch list, one line per step (a predictable branch when done).
+// Walks TileOut's prefetch list, spread evenly over the kernel's k steps (bunching them
+// fills the miss buffers and stalls the FMAs); a predictable branch when there is none.
 struct PrefetchWalk {
   const char* row;
   int64_t stride;
-  int lpr, col, count;
-  explicit PrefetchWalk(const TileOut& o)
-      : row(o.pf_row), stride(o.pf_stride), lpr(o.pf_lpr), col(o.pf_col), count(o.pf_count) {}
+  int lpr, col, count, every, wait;
+  PrefetchWalk(const TileOut& o, int64_t steps)
+      : row(o.pf_row), stride(o.pf_stride), lpr(o.pf_lpr), col(o.pf_col), count(o.pf_count),
+        every(o.pf_count > 0 ? static_cast<int>(steps / (2 * o.pf_count)) : 1), wait(0) {
+    if (every < 1) every = 1;
+  }
   __attribute__((always_inline)) void step() {
-    if (count <= 0) return;
+    if (count <= 0 || --wait > 0) return;
+    wait = every;
     _mm_prefetch(row + 64 * col, _MM_HINT_T1);
     --count;
     if (++col == lpr) col = 0, row += stride;
@@ -53,7 +58,7 @@ template <int R, int V>
 static FASTGAN_AVX512_TARGET void mk_f32(int64_t kc, const float* a, const float* b, const TileOut& o) {
   __m512 c[R][V];
   const __mmask16 tail = lanes_mask(o.cols - 16 * (V - 1));
-  PrefetchWalk pf(o);
+  PrefetchWalk pf(o, kc);
   if (o.first) {
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r)
@@ -85,7 +90,7 @@ static __attribute__((target(FASTGAN_AVX512_BF16_FEATURES))) void mk_bf16(int64_
                                                                           const uint16_t* b, const TileOut& o) {
   __m512 c[R][V];
   const __mmask16 tail = lanes_mask(o.cols - 16 * (V - 1));
-  PrefetchWalk pf(o);
+  PrefetchWalk pf(o, kcp / 2);
   if (o.first) {
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r)
