@@ -252,3 +252,11 @@ def test_path_selection_follows_the_cap():
         with _ext.amx_emulation() as emulated:
             assert emulated and _ext.cpu_gemm_path(torch.float32) == "avx512_fp32"
     assert not torch.ops.fastgan_ext.set_amx_emulation(False)  # every block restored it
+
+
+def test_kernels_run_on_torchs_openmp_team():
+    # setup.py builds without -fopenmp, where at::parallel_for is serial; the kernels must
+    # still reach torch's OpenMP threads (csrc/cpu/parallel.h).
+    if "OpenMP" not in torch.__config__.parallel_info():
+        pytest.skip("torch was built without OpenMP")
+    assert torch.ops.fastgan_ext.cpu_parallel_backend() in ("openmp", "gomp")
