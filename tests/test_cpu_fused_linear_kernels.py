@@ -135,6 +135,16 @@ def test_forward_strided_operands(path, dtype, x_layout, w_layout):
             check_forward(strided(x, x_layout), strided(w, w_layout), b, 2, xref=x, wref=w)
 
 
+@pytest.mark.parametrize("path,dtype", PATH_DTYPES)
+def test_forward_more_columns_than_a_block(path, dtype):
+    # N beyond the column block (NC = 2048; 1024 on AMX): several jc blocks per thread.
+    m, k, n = (3, 40, 1100) if path == "amx_bf16_emulated" else (9, 40, 4200)
+    with on_path(path, dtype):
+        x, w, b = make(m, k, n, dtype)
+        check_forward(x, w, b, 3)
+        check_backward(x, w, reference.fused_linear(x, w, b, 3, SLOPE), 3)
+
+
 def test_forward_bias_strided_and_k_bigger_than_a_block():
     # K = 1000 spans several k blocks (fp32 partial sums in C); bf16 output keeps them in
     # scratch. A strided bias is accepted.
