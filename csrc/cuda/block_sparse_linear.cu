@@ -280,12 +280,12 @@ void check_operand(const at::Tensor& t, const at::Tensor& x, const char* name, i
   TORCH_CHECK(t.dim() == dim, "fastgan_ext (CUDA): ", name, " must be ", dim, "-D, got ", t.dim(), "-D");
 }
 
+// An int32 index vector of `numel` entries (csrc/ops.cpp: indices are int32 for every backend).
 at::Tensor index_i32(const at::Tensor& t, const at::Tensor& x, const char* name, int64_t numel) {
   TORCH_CHECK(t.device() == x.device() && t.dim() == 1 && t.numel() == numel, "fastgan_ext (CUDA): ", name,
               " must be a 1-D tensor of ", numel, " entries on ", x.device(), ", got ", t.sizes(), " on ", t.device());
-  TORCH_CHECK(t.scalar_type() == at::kInt || t.scalar_type() == at::kLong, "fastgan_ext (CUDA): ", name,
-              " must be int32, got ", t.scalar_type());
-  return (t.scalar_type() == at::kInt ? t : t.to(at::kInt)).contiguous();
+  TORCH_CHECK(t.scalar_type() == at::kInt, "fastgan_ext (CUDA): ", name, " must be int32, got ", t.scalar_type());
+  return t.contiguous();
 }
 
 // values [nnz, bn, bk] with power-of-two blocks in [16, 256]; returns (bn, bk).
