@@ -23,13 +23,15 @@
 //     for pc in k, step ~KC              k block (balanced: K split into equal blocks)
 //       for ic in m, step MC             A block rows: packed whole into scratch (L2)
 //         for jr in jc block, step NR    B micro-panel: packed on the first ic pass, as it
-//                                        is first needed, then reused from cache
+//                                        is first needed, then reused from cache (with one
+//                                        ic pass only one panel buffer is kept, hot in L1/L2)
 //           for ir in ic block, step MR  micro-kernel; epilogue on the last k block
 //
-// While the micro-kernels run on B micro-panel jr, they prefetch (one line per k step,
-// into L2) the source of panel jr + 1, so that reading the weight from DRAM / L3 overlaps
-// compute instead of stalling the next pack_b; with a small M (few kernels per panel) the
-// transposing pack of the weight would otherwise cost ~25% of the run time.
+// While the micro-kernels run on B micro-panel jr, they prefetch (spread over their k
+// steps, into L2) what comes next: in the first ic pass the source of panel jr + 1, so that
+// reading the weight from DRAM / L3 overlaps compute instead of stalling the next pack_b
+// (with a small M, few kernels per panel, the transposing pack of the weight would
+// otherwise cost ~25% of the run time); in later passes the packed panel jr + 1 (L3).
 //
 // The thread split gives each thread one rectangle: a cost model over the ways of
 // factoring the thread count into (row parts x column parts) counts the padded FMAs and
@@ -111,8 +113,9 @@ void run_rect(const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) 
   const int64_t mc_blk = std::min<int64_t>(round_up(KT::MC, MR), round_up(m1 - m0, MR));
   const int64_t nc_blk = std::min<int64_t>(round_up(KT::NC, NR), round_up(n1 - n0, NR));
   E* ap = static_cast<E*>(scratch<KT>(0).get(sizeof(E) * mc_blk * kc_blk));
-  E* bp = static_cast<E*>(scratch<KT>(1).get(sizeof(E) * nc_blk * kc_blk));
+  E* bp = static_cast<E*>(scratch<KT>(1).get(sizeof(E) * (m1 - m0 <= mc_blk ? NR : nc_blk) * kc_blk));
   const int csz = dtype_size(p.c_dtype);
+  const bool one_ic = m1 - m0 <= mc_blk;
   // Partial sums live in C when C is fp32, else in an fp32 scratch over this thread's rows.
   float* part = nullptr;
   int64_t ld_part = 0;
@@ -130,16 +133,20 @@ void run_rect(const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) 
           KT::pack_a(p, ic + ir, static_cast<int>(std::min<int64_t>(MR, mc - ir)), pc, kc, kcp, ap + ir * kcp);
         for (int64_t jr = 0; jr < nc; jr += NR) {
           const int cols = static_cast<int>(std::min<int64_t>(NR, nc - jr));
-          E* b_panel = bp + jr * kcp;
-          Region next;  // prefetched during this panel's kernels in the first ic pass
-          int64_t pf_per_call = 0;
-          if (ic == m0) {
-            KT::pack_b(p, pc, kc, kcp, jc + jr, cols, b_panel);
-            if (jr + NR < nc) {
+          // With a single ic pass every B micro-panel is used right after it is packed:
+          // one panel-sized buffer then stays hot in L1 / L2 instead of a block in L3.
+          E* b_panel = one_ic ? bp : bp + jr * kcp;
+          Region next;  // prefetched, spread over this panel's kernels
+          if (jr + NR < nc) {
+            if (ic == m0) {  // the source of the next panel, which the next pack_b reads
               next = KT::b_region(p, pc, kc, jc + jr + NR, static_cast<int>(std::min<int64_t>(NR, nc - jr - NR)));
-              pf_per_call = ceil_div(next.rows * next.lines, ceil_div(mc, MR));
+            } else {  // the next packed panel, read back from L3 by the next kernels
+              next.base = reinterpret_cast<const char*>(b_panel + NR * kcp);
+              next.rows = 1, next.lines = static_cast<int>(ceil_div(NR * kcp * sizeof(E), 64));
             }
           }
+          const int64_t pf_per_call = ceil_div(next.rows * next.lines, ceil_div(mc, MR));
+          if (ic == m0) KT::pack_b(p, pc, kc, kcp, jc + jr, cols, b_panel);
           for (int64_t ir = 0; ir < mc; ir += MR) {
             const int64_t m = ic + ir, n = jc + jr;
             TileOut o;
