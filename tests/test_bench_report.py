@@ -63,7 +63,7 @@ def test_markdown_has_summary_targets_skips_and_errors():
     assert md.startswith("# Benchmarks")
     assert "do not edit by hand" in md
     assert "| fused_linear | cpu | fp32 | fastgan:cpu_ext | 1 | 1 | 2.00x | 1.80x |" in md
-    assert "target fused_linear cpu fp32: fastgan >= 1.15x eager (geomean): fastgan:cpu_ext 2.00x, met" in md
+    assert "target fused_linear cpu fp32: fastgan >= 1.15x eager (geomean): fastgan:cpu_ext 2.000x, met" in md
     assert "interpreter only" in md and "RuntimeError: no bf16 kernel" in md
 
 

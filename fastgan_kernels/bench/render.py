@@ -68,7 +68,7 @@ def target_lines(report: Report) -> list[str]:
                          + (f" ({'; '.join(reasons)})" if reasons else ""))
         else:
             verdict = "met" if c["met"] else "NOT met"
-            lines.append(f"{head}: {c['provider']} {c['geomean_vs_eager']:.2f}x, {verdict}")
+            lines.append(f"{head}: {c['provider']} {c['geomean_vs_eager']:.3f}x, {verdict}")
     return lines
 
 
