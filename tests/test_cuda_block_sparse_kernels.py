@@ -189,6 +189,17 @@ def test_empty_batch():
     assert torch.equal(gb, torch.zeros(33, device="cuda"))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=_ids)
+def test_values_view_at_an_odd_offset(dtype):
+    """A contiguous values view that is not 16-byte aligned (the cp.async loaders need alignment)."""
+    x, w, b = make(17, 40, 33, (16, 16), 0.5, dtype)
+    store = torch.empty(w.values.numel() + 1, device="cuda", dtype=dtype)
+    values = store[1:].view(w.values.shape)
+    values.copy_(w.values)
+    assert values.is_contiguous() and values.data_ptr() % 16 != 0
+    check(x, bsr.BsrWeight(values, w.row_ptr, w.col_idx, w.shape), b, TANH)
+
+
 def test_indices_are_int32():
     # csrc/ops.cpp: indices are int32 for every backend; the kernel refuses others (reading int64 as
     # int32 would send grad_x to the wrong blocks); torch's int64 BSR converts on the way in.
