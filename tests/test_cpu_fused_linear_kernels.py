@@ -111,8 +111,11 @@ def check_backward(x, w, y, act, needs=(True, True, True), g=None, seed=1):
 
 # (M, K, N): every M in {1, 17, 64, 1000}, odd K and N in {1, 3, 17, 33, 100, 1000}, ragged
 # against the 8 x 48 / 32 x 32 micro-tiles and the k units (1, 2, 32).
+# 33 <= M <= 64 takes the small-batch weight-broadcast kernels on the AVX-512 paths
+# (csrc/cpu/gemm/small_m_avx512.h): ragged against their 6-row tiles, odd K for the pairs.
 SHAPES = [(1, 1, 1), (1, 1000, 3), (17, 33, 17), (17, 3, 100), (64, 100, 33), (64, 17, 1000),
-          (1000, 33, 3), (1000, 100, 17), (64, 1000, 100), (3, 33, 1000)]
+          (1000, 33, 3), (1000, 100, 17), (64, 1000, 100), (3, 33, 1000), (33, 17, 100), (50, 33, 7),
+          (64, 1, 5), (48, 3, 6)]
 SMALL_SHAPES = [(1, 1, 1), (17, 33, 17), (64, 100, 33), (3, 17, 100)]  # for the AMX emulation
 
 
