@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 import torch
 
@@ -53,10 +53,18 @@ def compiled(fn: Callable, name: str = "torch.compile", description: str = "") -
     return Provider(name, "peer", build, skip, description=description or COMPILE_NOTE)
 
 
-def fastgan_backends(fn: Callable, ext_op: str, kernel_modules: Optional[dict[str, str]] = None,
+def fastgan_backends(fn: Optional[Callable], ext_op: "str | Sequence[str]",
+                     kernel_modules: Optional[dict[str, str]] = None,
                      names: Iterable[str] = ("cpu_ext", "triton", "cuda_ext", "reference"),
-                     default: Iterable[str] = ("cpu_ext", "triton", "cuda_ext")) -> list[Provider]:
+                     default: Iterable[str] = ("cpu_ext", "triton", "cuda_ext"),
+                     build: Optional[Callable[[Case, Any, str], Callable[[], Any]]] = None,
+                     variant: str = "", description: str = "") -> list[Provider]:
     """One provider per fastgan backend: ``fn(*inputs, backend=name)``.
+
+    ``build(case, inputs, backend)``, when given instead of ``fn``, returns the callable to time
+    (e.g. a module converted once, outside the timing). ``ext_op`` may name several extension
+    kernels the provider needs (the first one missing is the skip reason). ``variant`` names a
+    second configuration of the same backends: providers "fastgan:<backend>:<variant>".
 
     Each can run only where ``fastgan_kernels.backends.unavailable_reason`` says so (and
     where its kernel module, named in ``kernel_modules``, exists); otherwise it is
@@ -66,6 +74,7 @@ def fastgan_backends(fn: Callable, ext_op: str, kernel_modules: Optional[dict[st
     """
     kernel_modules = kernel_modules or {}
     default = set(default)
+    ext_ops = (ext_op,) if isinstance(ext_op, str) else tuple(ext_op)
     providers = []
     for backend in names:
         def skip(case: Case, backend: str = backend) -> str:
@@ -74,11 +83,16 @@ def fastgan_backends(fn: Callable, ext_op: str, kernel_modules: Optional[dict[st
             module = kernel_modules.get(backend)
             if module and importlib.util.find_spec(module) is None:
                 return f"{module} does not exist yet"
-            return backends.unavailable_reason(backend, torch.device(case.device), ext_op)
+            for op in ext_ops:
+                reason = backends.unavailable_reason(backend, torch.device(case.device), op)
+                if reason:
+                    return reason
+            return ""
 
-        def build(case: Case, inputs: Any, backend: str = backend) -> Callable[[], Any]:
-            return _bind(fn, inputs, backend=backend)
+        def build_one(case: Case, inputs: Any, backend: str = backend) -> Callable[[], Any]:
+            return build(case, inputs, backend) if build is not None else _bind(fn, inputs, backend=backend)
 
-        providers.append(Provider(f"fastgan:{backend}", "fastgan", build, skip, backend in default,
-                                  f"fastgan_kernels, backend={backend!r}"))
+        name = f"fastgan:{backend}" + (f":{variant}" if variant else "")
+        providers.append(Provider(name, "fastgan", build_one, skip, backend in default,
+                                  description or f"fastgan_kernels, backend={backend!r}"))
     return providers

@@ -11,14 +11,19 @@ grouped by shape; the harness's figures (GFLOP/s, GB/s, speed-up over eager and 
 torch.compile from the same session, max errors, correctness) go into ``extra_info``.
 Providers that cannot run are skipped with their reason. On CUDA the fixture's timer
 synchronises the device at the edges of each round (one round = many calls), never
-per call. Options: ``--fastgan-device {auto,cpu,cuda}``, ``--fastgan-quick``.
+per call. Options: ``--fastgan-device {auto,cpu,cuda}``, ``--fastgan-cases {full,default,quick}``
+(default ``full``: every suite's full grid, e.g. each sparsity x block x shape of the block-sparse
+suite; ``default`` is the case set of ``fastgan-kernels bench``), ``--fastgan-quick`` (= ``--fastgan-cases
+quick``). Suites that judge by signal-to-noise (int8) or time whole models add SQNR / PSNR and
+images/s to ``extra_info``, and those with a peer group the speed-up over the fastest peer measured
+in the session (``speedup_vs_peer``, ``peer``).
 """
 from __future__ import annotations
 
 import pytest
 
 from . import allocator, machine, runner, timing
-from .registry import get_suite
+from .registry import CASE_SETS, get_suite
 
 allocator.configure()  # before any benchmark allocates: every provider under the same settings
 
@@ -27,7 +32,10 @@ def pytest_addoption(parser):
     group = parser.getgroup("fastgan", "fastgan_kernels benchmarks")
     group.addoption("--fastgan-device", default="auto", choices=("auto", "cpu", "cuda"),
                     help="device of the benchmark cases (auto: cuda when available)")
-    group.addoption("--fastgan-quick", action="store_true", help="the --quick set of cases")
+    group.addoption("--fastgan-quick", action="store_true", help="the --quick set of cases (= --fastgan-cases quick)")
+    group.addoption("--fastgan-cases", default="full", choices=CASE_SETS,
+                    help="which case set of each suite: full (default: every sparsity x block x shape, every "
+                         "int8 layer), default (what `fastgan-kernels bench` runs) or quick")
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
@@ -99,7 +107,8 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("fastgan_case", [pytest.param(None, id=f"{op}-no-device",
                                                            marks=pytest.mark.skip(reason=why))])
         return
-    options = runner.RunOptions(device=device, quick=metafunc.config.getoption("--fastgan-quick"))
+    case_set = "quick" if metafunc.config.getoption("--fastgan-quick") else metafunc.config.getoption("--fastgan-cases")
+    options = runner.RunOptions(device=device, quick=case_set == "quick", full=case_set == "full")
     params = []
     for case in runner.select_cases(suite, options):
         for p in suite.select_providers(None):
@@ -129,7 +138,8 @@ def bench_op(op: str):
         benchmark(fn)
         info = {"op": op, "shape": case.dims, "dtype": str(case.dtype).replace("torch.", ""),
                 "device": case.device, "provider": provider.name, "max_abs_err": row.max_abs_err,
-                "max_rel_err": row.max_rel_err, "correct": row.correct, "setup_s": row.setup_s}
+                "max_rel_err": row.max_rel_err, "correct": row.correct, "setup_s": row.setup_s,
+                "sqnr_db": row.sqnr_db, "psnr_db": row.psnr_db}
         stats = getattr(benchmark, "stats", None)
         if stats is not None:  # None when benchmarks are disabled
             median = stats.stats.median
@@ -142,6 +152,12 @@ def bench_op(op: str):
                         speedup_vs_compile=peer / median if peer else None)
             if case.nonzero_flops is not None:
                 info["nonzero_gflops"] = case.nonzero_flops / median / 1e9
+            if case.images:
+                info["images_per_s"] = case.images / median
+            peers = [(state.medians[(op, case, name)], name) for name in suite.peer_group
+                     if (op, case, name) in state.medians]
+            if peers:
+                info["peer"], info["speedup_vs_peer"] = min(peers)[1], min(peers)[0] / median
         benchmark.extra_info.update(info)
         assert row.correct, (f"{provider.name} on {case.id} differs from the reference: max abs err "
                              f"{row.max_abs_err:.3g}, max rel err {row.max_rel_err:.3g}")

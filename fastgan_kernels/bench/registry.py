@@ -16,6 +16,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 
 DTYPE_NAMES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16", torch.int8: "int8"}
+CASE_SETS = ("quick", "default", "full")
 SHORT_DTYPE = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "int8": "int8"}
 
 
@@ -44,6 +45,7 @@ class Case:
     bytes: float                          # bytes one call must read and write at least
     nonzero_flops: Optional[float] = None  # sparse ops: the FLOPs on non-zero blocks only
     params: tuple[tuple[str, Any], ...] = ()  # op-specific settings (activation, sparsity, block, ...)
+    images: Optional[int] = None          # whole-model cases: images one call generates (for images/s)
 
     @property
     def dims(self) -> dict[str, int]:
@@ -98,6 +100,17 @@ class Suite:
     compile_peer: str = "torch.compile"
     notes: dict[str, str] = field(default_factory=dict)  # choices recorded in the report
     targets: dict[tuple[str, str], float] = field(default_factory=dict)  # (device, dtype) -> geomean target
+    # The full grid (``--full``, and ``pytest benchmarks``): device type -> cases; None = the default cases.
+    full_cases: Optional[Callable[[str], list[Case]]] = None
+    # Providers among which the fastest of each case is "the peer" that every row is also compared with
+    # (speedup_vs_peer), e.g. every torch int8 peer; ``peer_label`` names that comparison in reports.
+    peer_group: tuple[str, ...] = ()
+    peer_label: str = ""
+    # The suite's own target lines: (its rows, its skipped providers) -> [summary.suite_check(...)].
+    checks: Optional[Callable[[Sequence[Any], Sequence[Any]], list[dict]]] = None
+    # Timing per case set, on top of the run's configuration unless the user set the timing himself:
+    # {"default" | "quick" | "full": {TimingConfig field: value}}.
+    timing: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def provider(self, name: str) -> Provider:
         for p in self.providers:
@@ -115,6 +128,14 @@ class Suite:
             raise ValueError(f"{self.op}: unknown provider(s) {sorted(unknown)}; "
                              f"choose from {[p.name for p in self.providers]}")
         return [p for p in self.providers if p.name in wanted]
+
+    def cases(self, device: str, mode: str = "default") -> list[Case]:
+        """The case set ``mode`` ("quick", "default" or "full") on ``device``."""
+        if mode not in CASE_SETS:
+            raise ValueError(f"case set must be one of {CASE_SETS}, got {mode!r}")
+        if mode == "full" and self.full_cases is not None:
+            return self.full_cases(device)
+        return self.default_cases(device, mode == "quick")
 
     def cases_from_shapes(self, shapes: Sequence[Sequence[int]], dtypes: Sequence[torch.dtype],
                           device: str) -> list[Case]:

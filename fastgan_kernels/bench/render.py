@@ -46,20 +46,76 @@ def row_cells(r) -> list[str]:
             _x(r.speedup_vs_compile), f"{_num(r.max_abs_err, '.2e')} / {_num(r.max_rel_err, '.2e')}", ok]
 
 
+# Columns shown only when some row of the table has the figure (int8, block-sparse, whole models).
+EXTRA_COLUMNS = (("speedup_vs_peer", "vs peer"), ("images_per_s", "images/s"), ("sqnr_db", "SQNR dB"),
+                 ("psnr_db", "PSNR dB"))
+
+
+def extra_keys(rows) -> list[str]:
+    return [key for key, _ in EXTRA_COLUMNS if any(getattr(r, key, None) is not None for r in rows)]
+
+
+def extra_header(keys: Sequence[str], peer_label: str = "") -> list[str]:
+    names = dict(EXTRA_COLUMNS)
+    return [f"vs {peer_label}" if key == "speedup_vs_peer" and peer_label else names[key] for key in keys]
+
+
+def _db(v: Optional[float]) -> str:
+    if v is None:
+        return "-"
+    return "inf" if v == float("inf") else f"{v:.1f}"
+
+
+def extra_cells(r, keys: Sequence[str], peer_names: bool = True) -> list[str]:
+    """The extra columns' cells; ``peer_names``: name the peer (when a suite picks among several)."""
+    cells = []
+    for key in keys:
+        v = getattr(r, key, None)
+        if key == "speedup_vs_peer":
+            cells.append("-" if v is None else f"{v:.2f}x" + (f" ({r.peer})" if peer_names else ""))
+        elif key == "images_per_s":
+            cells.append(_num(v, ",.0f"))
+        else:
+            cells.append(_db(v) if r.status == "ok" else "")
+    return cells
+
+
 ROW_HEADER = ["op", "shape", "dtype", "provider", "median", "p20 - p80", "samples", "TFLOP/s", "GB/s", "vs eager",
               "vs compile", "max abs / rel err", "correct"]
 SUMMARY_HEADER = ["op", "device", "dtype", "provider", "rows", "correct", "geomean vs eager", "geomean vs compile",
                   *[f"fast_{p:g}" for p in FAST_P]]
 
 
-def summary_cells(e: dict) -> list[str]:
+def summary_cells(e: dict, with_peer: bool = False) -> list[str]:
+    peer = [_x(e.get("geomean_vs_peer"))] if with_peer else []
     return [e["op"], e["device"], _dt(e["dtype"]), e["provider"], str(e["rows"]), str(e["correct"]),
-            _x(e["geomean_vs_eager"]), _x(e["geomean_vs_compile"]), *[_pct(e[fast_p_key(p)]) for p in FAST_P]]
+            _x(e["geomean_vs_eager"]), _x(e["geomean_vs_compile"]), *peer, *[_pct(e[fast_p_key(p)]) for p in FAST_P]]
+
+
+def summary_table(entries: Sequence[dict], table) -> str:
+    """The summary; a "geomean vs peer" column appears when some suite compares with a peer group."""
+    with_peer = any(e.get("geomean_vs_peer") is not None for e in entries)
+    header = SUMMARY_HEADER[:8] + (["geomean vs peer"] if with_peer else []) + SUMMARY_HEADER[8:]
+    return table(header, [summary_cells(e, with_peer) for e in entries])
+
+
+def _peer_names(report: Report, op: str) -> bool:
+    return len(report.suites.get(op, {}).get("peer_group", ())) > 1
+
+
+def rows_table(report: Report) -> str:
+    """Every row (the console table), with the extra columns some rows have."""
+    keys = extra_keys(report.rows)
+    return _table(ROW_HEADER + extra_header(keys),
+                  [row_cells(r) + extra_cells(r, keys, _peer_names(report, r.op)) for r in report.rows])
 
 
 def target_lines(report: Report) -> list[str]:
     lines = []
     for c in report.target_checks():
+        if c.get("text"):  # a suite's own check, worded by the suite
+            lines.append(c["text"])
+            continue
         head = f"target {c['op']} {c['device']} {_dt(c['dtype'])}: fastgan >= {c['target']:.2f}x eager (geomean)"
         if c["met"] is None:
             reasons = sorted({s.reason for s in report.skipped if s.op == c["op"] and s.device == c["device"]
@@ -104,12 +160,12 @@ def to_text(report: Report) -> str:
     if busy_warning(report):
         parts += [busy_warning(report), ""]
     if report.rows:
-        parts += [_table(ROW_HEADER, [row_cells(r) for r in report.rows]), ""]
+        parts += [rows_table(report), ""]
     if report.skipped:
         parts += ["skipped:"] + [f"  {k.op} {k.provider} on {k.device} ({k.cases} cases): {k.reason}"
                                  for k in report.skipped] + [""]
     parts += ["summary (geomeans over correct rows; fast_p = share of rows correct and > p x eager):",
-              _table(SUMMARY_HEADER, [summary_cells(e) for e in report.summary()])]
+              summary_table(report.summary(), _table)]
     parts += target_lines(report)
     if report.duration_s is not None:
         parts.append(f"ran in {report.duration_s:.0f} s")
@@ -143,7 +199,7 @@ def to_markdown(report: Report) -> str:
            f"- Device benchmarked: {s.get('device')}; timing: `{s.get('timing_mode')}` "
            f"(min run time {timing.get('min_run_time')} s, >= {timing.get('min_blocks')} blocks per provider "
            f"on CPU; warm-up {timing.get('warmup_ms')} ms / {timing.get('rep_ms')} ms of calls on GPU); "
-           f"quick: {s.get('quick')}",
+           f"quick: {s.get('quick')}" + (f"; case set: {s['case_set']}" if s.get("case_set") else ""),
            f"- Allocator (same for every provider): {s.get('allocator', {}).get('summary', '-')}",
            f"- Load average at start / end: {s.get('loadavg_start')} / {s.get('loadavg_end')}; CPU busy with "
            f"other work just before / after: {s.get('cpu_busy_before_pct')}% / {s.get('cpu_busy_after_pct')}% "
@@ -153,10 +209,14 @@ def to_markdown(report: Report) -> str:
     for op, info in report.suites.items():
         out += [f"- `{op}`: {info.get('description')}"]
         out += [f"  - {k}: {val}" for k, val in info.get("notes", {}).items()]
+        if info.get("timing"):
+            t = info["timing"]
+            out += [f"  - timing: min run time {t.get('min_run_time')} s, >= {t.get('min_blocks')} blocks, "
+                    f"at most {t.get('max_run_time')} s per provider (this suite's setting for its case set)"]
     out += ["", "## Summary", "",
             "Geometric means over correct rows; fast_p is the share of rows that are correct and more than "
             "p times faster than eager (KernelBench).", "",
-            _md_table(SUMMARY_HEADER, [summary_cells(e) for e in report.summary()]), ""]
+            summary_table(report.summary(), _md_table), ""]
     out += [f"- {line}" for line in target_lines(report)] + [""]
     if report.skipped:
         out += ["## Skipped providers", "",
@@ -168,10 +228,18 @@ def to_markdown(report: Report) -> str:
     for r in report.rows:
         groups.setdefault((r.op, r.device, r.dtype), []).append(r)
     for (op, device, dtype), rows in groups.items():
-        out += [f"### {op}, {device}, {_dt(dtype)}", "",
-                _md_table(ROW_HEADER[1:2] + ROW_HEADER[3:] + ["setup"],
-                          [row_cells(r)[1:2] + row_cells(r)[3:] + [fmt_time(r.setup_s)] for r in rows]), ""]
+        label = report.suites.get(op, {}).get("peer_label", "")
+        out += [f"### {op}, {device}, {_dt(dtype)}", "", _md_rows(rows, label, _peer_names(report, op)), ""]
     return "\n".join(out)
+
+
+def _md_rows(rows, peer_label: str, peer_names: bool) -> str:
+    """shape, provider, ... (no op or dtype column: the section names them), extra columns, setup."""
+    keys = extra_keys(rows)
+    header = ROW_HEADER[1:2] + ROW_HEADER[3:] + extra_header(keys, peer_label) + ["setup"]
+    body = [row_cells(r)[1:2] + row_cells(r)[3:] + extra_cells(r, keys, peer_names) + [fmt_time(r.setup_s)]
+            for r in rows]
+    return _md_table(header, body)
 
 
 def write_markdown(report: Report, path: str) -> None:

@@ -47,6 +47,12 @@ class Row:
     correct: Optional[bool] = None
     setup_s: Optional[float] = None       # build time (compilation) outside the timing
     error: str = ""
+    images: Optional[int] = None          # whole-model rows: images per call
+    images_per_s: Optional[float] = None
+    sqnr_db: Optional[float] = None       # suites that judge by signal-to-noise (int8, whole models)
+    psnr_db: Optional[float] = None
+    peer: Optional[str] = None            # the suite's strongest peer in this case (Suite.peer_group)
+    speedup_vs_peer: Optional[float] = None
 
     def set_timing(self, median: float, p20: float, p80: float, calls: int, samples: int, mode: str) -> None:
         self.median_s, self.p20_s, self.p80_s = median, p20, p80
@@ -55,6 +61,8 @@ class Row:
         self.gbps = self.bytes / median / 1e9 if median > 0 else None
         if self.nonzero_flops is not None and median > 0:
             self.nonzero_tflops = self.nonzero_flops / median / 1e12
+        if self.images and median > 0:
+            self.images_per_s = self.images / median
 
 
 @dataclass
@@ -85,8 +93,23 @@ class Report:
         return summary_mod.summarize(self.rows)
 
     def target_checks(self) -> list[dict]:
+        """The geomean-vs-eager targets of every suite, then each suite's own checks (Suite.checks)."""
         targets = {op: info.get("targets", {}) for op, info in self.suites.items()}
-        return summary_mod.target_checks(self.summary(), targets)
+        return summary_mod.target_checks(self.summary(), targets) + self.suite_checks()
+
+    def suite_checks(self) -> list[dict]:
+        from .registry import get_suite
+
+        checks = []
+        for op in self.suites:
+            try:
+                suite = get_suite(op)
+            except ValueError:  # a report from a version that had a suite this one lacks
+                continue
+            rows = [r for r in self.rows if r.op == op]
+            if suite.checks is not None and rows:
+                checks += suite.checks(rows, [s for s in self.skipped if s.op == op])
+        return checks
 
     def failures(self) -> list[Row]:
         """Rows that errored or gave a wrong answer."""
@@ -111,7 +134,7 @@ class Report:
             "machine": self.machine,
             "settings": self.settings,
             "suites": self.suites,
-            "rows": [dataclasses.asdict(r) for r in self.rows],
+            "rows": [_encode_row(r) for r in self.rows],
             "skipped": [dataclasses.asdict(s) for s in self.skipped],
             "summary": self.summary(),
             "targets": self.target_checks(),
@@ -134,7 +157,7 @@ class Report:
             machine=data.get("machine", {}),
             settings=data.get("settings", {}),
             suites=data.get("suites", {}),
-            rows=[Row(**{k: v for k, v in r.items() if k in row_fields}) for r in data.get("rows", [])],
+            rows=[Row(**{k: _decode(k, v) for k, v in r.items() if k in row_fields}) for r in data.get("rows", [])],
             skipped=[Skipped(**{k: v for k, v in s.items() if k in skip_fields}) for s in data.get("skipped", [])],
             created=data.get("created", ""),
             command=data.get("command", ""),
@@ -145,6 +168,22 @@ class Report:
     def from_json(cls, path: str) -> "Report":
         with open(path) as f:
             return cls.from_dict(json.load(f))
+
+
+# Decibel figures are infinite for an exact match; JSON has no infinity, so they travel as "inf".
+_DB_FIELDS = ("sqnr_db", "psnr_db")
+
+
+def _encode_row(row: Row) -> dict:
+    d = dataclasses.asdict(row)
+    for key in _DB_FIELDS:
+        if d.get(key) == float("inf"):
+            d[key] = "inf"
+    return d
+
+
+def _decode(key: str, value: Any) -> Any:
+    return float("inf") if key in _DB_FIELDS and value == "inf" else value
 
 
 def _jsonable(obj: Any) -> Any:

@@ -40,6 +40,14 @@ class RunOptions:
     timing: timing.TimingConfig = field(default_factory=timing.TimingConfig)
     progress: bool = True
     budget_s: Optional[float] = None             # start no new case after this many seconds
+    full: bool = False                           # each suite's full grid (Suite.full_cases)
+    suite_timing: bool = True                    # apply each suite's timing for its case set (Suite.timing)
+
+    @property
+    def case_set(self) -> str:
+        if self.quick and self.full:
+            raise ValueError("quick and full exclude each other")
+        return "quick" if self.quick else "full" if self.full else "default"
 
 
 def resolve_device(device: str) -> str:
@@ -58,7 +66,7 @@ def select_cases(suite: Suite, options: RunOptions) -> list[Case]:
     if options.shapes:
         cases = suite.cases_from_shapes(options.shapes, dtypes, options.device)
     else:
-        cases = [c for c in suite.default_cases(options.device, options.quick) if c.dtype in dtypes]
+        cases = [c for c in suite.cases(options.device, options.case_set) if c.dtype in dtypes]
     return cases[: options.max_cases] if options.max_cases else cases
 
 
@@ -73,8 +81,18 @@ def _error_text(exc: BaseException) -> str:
     return first[:400]
 
 
-def compare(suite: Suite, case: Case, out: torch.Tensor, expected: torch.Tensor) -> tuple[float, float, bool]:
-    """(max abs err, max rel err, correct) of ``out`` against the reference."""
+def suite_timing(suite: Suite, options: RunOptions) -> timing.TimingConfig:
+    """The run's timing with the suite's settings for this case set (unless the user chose the timing)."""
+    overrides = suite.timing.get(options.case_set, {}) if options.suite_timing else {}
+    return dataclasses.replace(options.timing, **overrides) if overrides else options.timing
+
+
+def compare(suite: Suite, case: Case, out: torch.Tensor, expected: torch.Tensor) -> tuple:
+    """(max abs err, max rel err, correct) of ``out`` against the reference.
+
+    A suite's ``compare`` may add a fourth item: a dict of extra figures for the row
+    (``sqnr_db``, ``psnr_db``).
+    """
     if suite.compare is not None:
         return suite.compare(case, out, expected)
     if not isinstance(out, torch.Tensor) or out.shape != expected.shape:
@@ -89,7 +107,7 @@ def compare(suite: Suite, case: Case, out: torch.Tensor, expected: torch.Tensor)
 def _new_row(case: Case, provider: Provider) -> Row:
     return Row(op=case.op, case=case.id, shape=case.dims, dtype=dtype_name(case.dtype), device=case.device,
                provider=provider.name, kind=provider.kind, flops=case.flops, bytes=case.bytes,
-               nonzero_flops=case.nonzero_flops)
+               nonzero_flops=case.nonzero_flops, images=case.images)
 
 
 def prepare(suite: Suite, case: Case, provider: Provider, inputs, expected) -> tuple[Row, Optional[Callable]]:
@@ -104,7 +122,10 @@ def prepare(suite: Suite, case: Case, provider: Provider, inputs, expected) -> t
         out = fn()
         _sync(case.device)
         first_call = time.perf_counter() - start
-        row.max_abs_err, row.max_rel_err, row.correct = compare(suite, case, out, expected)
+        abs_err, rel_err, correct, *extra = compare(suite, case, out, expected)
+        row.max_abs_err, row.max_rel_err, row.correct = abs_err, rel_err, correct
+        for key, value in (extra[0] if extra else {}).items():
+            setattr(row, key, value)
         del out
         if first_call < WARMUP_SKIP_S:  # a long first call has warmed caches well enough
             fn()  # warm-up: caches, lazy initialisation, autotuning
@@ -140,10 +161,15 @@ def _speedups(rows: list[Row], suite: Suite) -> None:
         return None
 
     base, peer = median_of(suite.baseline), median_of(suite.compile_peer)
+    group = [(median_of(name), name) for name in suite.peer_group]
+    group = [(m, name) for m, name in group if m]
+    best, best_name = min(group) if group else (None, None)
     for r in rows:
         if r.status == "ok" and r.median_s:
             r.speedup_vs_eager = base / r.median_s if base else None
             r.speedup_vs_compile = peer / r.median_s if peer else None
+            if best:
+                r.peer, r.speedup_vs_peer = best_name, best / r.median_s
 
 
 def run_case(suite: Suite, case: Case, providers: Sequence[Provider], report: Report,
@@ -189,6 +215,8 @@ def suite_info(suite: Suite, providers: Sequence[Provider]) -> dict:
         "notes": dict(suite.notes),
         "baseline": suite.baseline,
         "compile_peer": suite.compile_peer,
+        "peer_group": list(suite.peer_group),
+        "peer_label": suite.peer_label,
         "targets": {f"{dev}/{dtype_name(dt) if isinstance(dt, torch.dtype) else dt}": v
                     for (dev, dt), v in suite.targets.items()},
         "providers": {p.name: p.description for p in providers},
@@ -208,6 +236,7 @@ def run(options: RunOptions, on_case: Optional[Callable[[Report], None]] = None)
         "timing_mode": timing.mode_for(options.device, options.timing),
         "timing": dataclasses.asdict(options.timing),
         "quick": options.quick,
+        "case_set": options.case_set,
         "budget_s": options.budget_s,
         "allocator": dict(alloc, summary=allocator.describe()),
         "torch_threads": torch.get_num_threads(),
@@ -219,11 +248,14 @@ def run(options: RunOptions, on_case: Optional[Callable[[Report], None]] = None)
         suite = get_suite(op)
         providers = suite.select_providers(options.providers)
         report.suites[op] = suite_info(suite, providers)
-        plan += [(suite, case, providers) for case in select_cases(suite, options)]
-    bar = _progress(sum(len(p) for _, _, p in plan), options.progress)
+        config = suite_timing(suite, options)
+        if config != options.timing:
+            report.suites[op]["timing"] = dataclasses.asdict(config)
+        plan += [(suite, case, providers, config) for case in select_cases(suite, options)]
+    bar = _progress(sum(len(p) for _, _, p, _ in plan), options.progress)
     start = time.perf_counter()
     try:
-        for suite, case, providers in plan:
+        for suite, case, providers, config in plan:
             if options.budget_s is not None and time.perf_counter() - start > options.budget_s:
                 for p in providers:  # listed, not dropped: the reader sees what was not measured
                     report.add_skip(case.op, p.name, case.device,
@@ -232,7 +264,7 @@ def run(options: RunOptions, on_case: Optional[Callable[[Report], None]] = None)
                 bar.update(len(providers))
                 continue
             bar.set_description(f"{case.op} {case.id}")
-            run_case(suite, case, providers, report, options.timing, on_provider=lambda name: bar.update(1))
+            run_case(suite, case, providers, report, config, on_provider=lambda name: bar.update(1))
             report.duration_s = time.perf_counter() - start
             if on_case:
                 on_case(report)

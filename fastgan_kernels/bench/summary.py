@@ -61,6 +61,7 @@ def summarize(rows: Sequence) -> list[dict]:
             "geomean_vs_eager": geomean(r.speedup_vs_eager for r in good),
             "geomean_vs_compile": geomean(r.speedup_vs_compile for r in good),
             "geomean_tflops": geomean(r.tflops for r in good if r.tflops),
+            "geomean_vs_peer": geomean(getattr(r, "speedup_vs_peer", None) for r in good),
         }
         for p in FAST_P:
             entry[fast_p_key(p)] = fast_p(correct, speedups, p)
@@ -89,3 +90,19 @@ def target_checks(summary: Sequence[dict], targets: dict) -> list[dict]:
                                "provider": e["provider"], "geomean_vs_eager": e["geomean_vs_eager"],
                                "met": e["geomean_vs_eager"] >= target})
     return checks
+
+
+def suite_check(op: str, device: str, dtype: str, text: str, met: Optional[bool], *, name: str = "",
+                provider: Optional[str] = None, measured: Optional[float] = None,
+                target: Optional[float] = None) -> dict:
+    """One line of a suite's own checks (Suite.checks): ``text`` is printed as it is.
+
+    ``met`` is True / False for a target, None for a target that could not be measured, and
+    the string "info" for a figure that is reported without a target (e.g. a break-even point).
+    """
+    return {"op": op, "device": device, "dtype": dtype, "name": name, "provider": provider, "target": target,
+            "measured": measured, "met": met, "text": text}
+
+
+def verdict(met) -> str:
+    return {True: "met", False: "NOT met", None: "NOT MEASURED"}.get(met, "")

@@ -18,4 +18,7 @@ Adding an op's benchmark (block-sparse, int8, ...):
 """
 SUITE_MODULES = (
     "fused_linear",
+    "block_sparse_linear",
+    "int8_linear",
+    "block_sparse_sweep",
 )
