@@ -1,7 +1,7 @@
 """The C++ CPU kernels of fused linear (csrc/cpu/fused_linear.cpp and the GEMM core in
 csrc/cpu/gemm/) against the plain-PyTorch reference, on every CPU code path this machine
-can reach: portable, AVX-512 fp32, AVX512-BF16, AMX bf16 under the scalar tile emulation
-(and AMX on real tiles where the CPU has them).
+can reach: portable, AVX2 fp32, AVX-512 fp32, AVX512-BF16, AMX bf16 under the scalar tile
+emulation (and AMX on real tiles where the CPU has them).
 
 Each path is forced with the ISA cap (and the test-only AMX emulation switch), and the
 test first checks that the dispatcher really takes that path for the dtype under test.
@@ -38,6 +38,7 @@ def _max_isa() -> int:
 # path name -> (ISA cap, AMX emulation on, whether this machine can run it, dtypes it serves)
 PATHS = {
     "portable": ("portable", False, True, DTYPES),
+    "avx2_fp32": ("avx2", False, _max_isa() >= _ext.Isa.AVX2, DTYPES),
     "avx512_fp32": ("avx512", False, _max_isa() >= _ext.Isa.AVX512, DTYPES),
     "avx512_bf16": ("avx512_vnni", False, _max_isa() >= _ext.Isa.AVX512_VNNI and _feature("avx512_bf16"),
                     (torch.bfloat16,)),
@@ -255,6 +256,9 @@ def test_path_selection_follows_the_cap():
         assert {_ext.cpu_gemm_path(d) for d in DTYPES} == {"portable"}
         with _ext.amx_emulation() as emulated:  # needs AVX-512 for its packing: not here
             assert not emulated and _ext.cpu_gemm_path(torch.bfloat16) == "portable"
+    if _max_isa() >= _ext.Isa.AVX2:
+        with _ext.cpu_isa("avx2"):
+            assert {_ext.cpu_gemm_path(d) for d in DTYPES} == {"avx2_fp32"}
     if _max_isa() >= _ext.Isa.AVX512:
         with _ext.cpu_isa("avx512"):
             assert {_ext.cpu_gemm_path(d) for d in DTYPES} == {"avx512_fp32"}

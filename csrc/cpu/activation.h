@@ -8,7 +8,8 @@
 // Two flavours, with the same semantics (NaN in -> NaN out, like torch):
 //   * scalar references (`act_ref`, `grad_from_output_ref`), used by the portable kernels
 //     and for tails, and as the definition the vector versions are tested against;
-//   * AVX-512 vectors of 16 floats (namespace avx512), x86-64 only. Every function
+//   * AVX-512 vectors of 16 floats (namespace avx512) and AVX2 + FMA vectors of 8 (namespace
+//     avx2), x86-64 only. Every function
 //     carries its own target attribute, so this header can be included anywhere; call
 //     them from code compiled for AVX-512 (a `#pragma GCC target` region that includes
 //     FASTGAN_AVX512_TARGET's features) so that they inline. They are `static`, so no
@@ -171,6 +172,87 @@ FASTGAN_AVX512_INLINE __m512 grad_from_output_ps(int act, __m512 g, __m512 y, __
 }
 
 }  // namespace avx512
+
+// ---- AVX2 + FMA: 8 floats ----------------------------------------------------------------
+#define FASTGAN_AVX2_FEATURES "avx2,fma,f16c,bmi2"
+#define FASTGAN_AVX2_TARGET __attribute__((target(FASTGAN_AVX2_FEATURES)))
+#define FASTGAN_AVX2_INLINE static inline __attribute__((always_inline, target(FASTGAN_AVX2_FEATURES)))
+
+namespace avx2 {
+
+// e^x as avx512::exp_ps, with 2^n built in the exponent bits: x is clamped to
+// [-87.3, 88.7] so n stays in the normal range (e^x below 1e-38 comes out as ~1e-38).
+FASTGAN_AVX2_INLINE __m256 exp_ps(__m256 x) {
+  x = _mm256_max_ps(_mm256_set1_ps(-87.3f), x);  // NaN: vmaxps returns its second operand
+  x = _mm256_min_ps(_mm256_set1_ps(88.7f), x);
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187e-06f), r);
+  __m256 p = _mm256_set1_ps(1.f / 5040.f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 720.f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 120.f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 24.f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 6.f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+FASTGAN_AVX2_INLINE __m256 tanh_ps(__m256 z) {
+  const __m256 sign_mask = _mm256_castsi256_ps(_mm256_set1_epi32(static_cast<int>(0x80000000u)));
+  const __m256 a = _mm256_andnot_ps(sign_mask, z);
+  const __m256 e = exp_ps(_mm256_add_ps(a, a));
+  __m256 big = _mm256_sub_ps(_mm256_set1_ps(1.f),
+                             _mm256_div_ps(_mm256_set1_ps(2.f), _mm256_add_ps(e, _mm256_set1_ps(1.f))));
+  big = _mm256_or_ps(big, _mm256_and_ps(z, sign_mask));
+  const __m256 z2 = _mm256_mul_ps(z, z);
+  __m256 p = _mm256_set1_ps(-929569.f / 638512875.f);
+  p = _mm256_fmadd_ps(p, z2, _mm256_set1_ps(21844.f / 6081075.f));
+  p = _mm256_fmadd_ps(p, z2, _mm256_set1_ps(-1382.f / 155925.f));
+  p = _mm256_fmadd_ps(p, z2, _mm256_set1_ps(62.f / 2835.f));
+  p = _mm256_fmadd_ps(p, z2, _mm256_set1_ps(-17.f / 315.f));
+  p = _mm256_fmadd_ps(p, z2, _mm256_set1_ps(2.f / 15.f));
+  p = _mm256_fmadd_ps(p, z2, _mm256_set1_ps(-1.f / 3.f));
+  const __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, z2), z, z);
+  return _mm256_blendv_ps(big, small, _mm256_cmp_ps(a, _mm256_set1_ps(0.5f), _CMP_LT_OQ));
+}
+
+FASTGAN_AVX2_INLINE __m256 sigmoid_ps(__m256 z) {
+  const __m256 e = exp_ps(_mm256_sub_ps(_mm256_setzero_ps(), z));
+  return _mm256_div_ps(_mm256_set1_ps(1.f), _mm256_add_ps(_mm256_set1_ps(1.f), e));
+}
+
+template <int ACT>
+FASTGAN_AVX2_INLINE __m256 act_ps(__m256 z, __m256 slope) {
+  if constexpr (ACT == kRelu) {
+    return _mm256_max_ps(_mm256_setzero_ps(), z);
+  } else if constexpr (ACT == kLeakyRelu) {
+    return _mm256_blendv_ps(_mm256_mul_ps(z, slope), z, _mm256_cmp_ps(z, _mm256_setzero_ps(), _CMP_GT_OQ));
+  } else if constexpr (ACT == kTanh) {
+    return tanh_ps(z);
+  } else if constexpr (ACT == kSigmoid) {
+    return sigmoid_ps(z);
+  } else {
+    (void)slope;
+    return z;
+  }
+}
+
+FASTGAN_AVX2_INLINE __m256 grad_from_output_ps(int act, __m256 g, __m256 y, __m256 slope) {
+  const __m256 pos = _mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_GT_OQ);
+  switch (act) {
+    case kRelu: return _mm256_and_ps(pos, g);
+    case kLeakyRelu: return _mm256_blendv_ps(_mm256_mul_ps(g, slope), g, pos);
+    case kTanh: return _mm256_mul_ps(g, _mm256_fnmadd_ps(y, y, _mm256_set1_ps(1.f)));
+    case kSigmoid: return _mm256_mul_ps(g, _mm256_mul_ps(y, _mm256_sub_ps(_mm256_set1_ps(1.f), y)));
+    default: return g;
+  }
+}
+
+}  // namespace avx2
 #endif  // __x86_64__
 
 }  // namespace cpu

@@ -2,12 +2,11 @@
 //
 //   bf16 operands:  AMX emulation (test switch)  >  AMX tdpbf16ps  >  AVX512-BF16 vdpbf16ps
 //                   > AVX-512 fp32  >  portable
-//   fp32 / fp16:    AVX-512 fp32 (fp16 converted while packing)  >  portable
+//   fp32 / fp16:    AVX-512 fp32 (fp16 converted while packing)  >  AVX2 fp32  >  portable
 //
 // from fastgan::cpu::isa_level() (the machine's best level, lowered by the test cap) and
 // features() (avx512_bf16 is a separate bit of the AVX512-VNNI level; AMX needs its
-// bf16 bit and the OS permission). The AVX2 level has no kernel of its own and takes
-// the portable path.
+// bf16 bit and the OS permission). bf16 below AVX-512 goes through the fp32 kernels.
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -48,6 +47,7 @@ Path select_path(DType dt) {
     if (level >= kAvx512Vnni && f.avx512_bf16) return Path::kAvx512Bf16;
   }
   if (level >= kAvx512) return Path::kAvx512F32;
+  if (level >= kAvx2) return Path::kAvx2F32;
   return Path::kPortable;
 }
 
@@ -57,6 +57,7 @@ const char* path_name(Path path) {
     case Path::kAvx512Bf16: return "avx512_bf16";
     case Path::kAmxBf16: return "amx_bf16";
     case Path::kAmxBf16Emulated: return "amx_bf16_emulated";
+    case Path::kAvx2F32: return "avx2_fp32";
     default: return "portable";
   }
 }
@@ -85,6 +86,7 @@ void run(const Problem& p) {
     case Path::kAmxBf16: return run_amx_bf16(p);
     case Path::kAvx512Bf16: return run_avx512_bf16(p);
     case Path::kAvx512F32: return run_avx512_f32(p);
+    case Path::kAvx2F32: return run_avx2_f32(p);
     default: return run_portable(p);
   }
 }

@@ -22,7 +22,8 @@
 //   gemm/epilogue_avx512.h  bias + activation + dtype conversion of zmm accumulators
 //   gemm/microkernel_avx512.h  8x48 fp32 FMA and bf16 vdpbf16ps micro-kernels
 //   gemm/amx_bf16_kernel.h  AMX bf16 traits, compiled against real tiles and emulation
-//   gemm_*.cpp              one translation unit per ISA path, each with its own target
+//   gemm_*.cpp              one translation unit per ISA path (portable, avx2_f32,
+//                           avx512_f32, avx512_bf16, amx_bf16[_emulated]), own targets
 //   gemm_dispatch.cpp       run(): picks the path from isa_level() and features()
 #pragma once
 
@@ -68,7 +69,8 @@ enum class Path : int {
   kAvx512F32 = 1,      // AVX-512 FMA micro-kernel on fp32 panels (bf16/fp16 converted)
   kAvx512Bf16 = 2,     // AVX512-BF16 vdpbf16ps micro-kernel (bf16 operands only)
   kAmxBf16 = 3,        // AMX tdpbf16ps (bf16 operands, Sapphire Rapids and later)
-  kAmxBf16Emulated = 4 // the same AMX kernel against amx_emulation.h (tests only)
+  kAmxBf16Emulated = 4, // the same AMX kernel against amx_emulation.h (tests only)
+  kAvx2F32 = 5         // AVX2 + FMA micro-kernel on fp32 panels (x86-64 without AVX-512)
 };
 
 // C = epilogue(prologue(A) @ B), parallel over at::get_num_threads() threads.
@@ -87,6 +89,7 @@ bool set_amx_emulation(bool on);
 // Per-path entry points (defined in the gemm_*.cpp files; each exists on every
 // platform but only runs where dispatch allows it).
 void run_portable(const Problem& p);
+void run_avx2_f32(const Problem& p);
 void run_avx512_f32(const Problem& p);
 void run_avx512_bf16(const Problem& p);
 void run_amx_bf16(const Problem& p);
