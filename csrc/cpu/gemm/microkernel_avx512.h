@@ -54,19 +54,13 @@ struct PrefetchWalk {
   }
 };
 
-template <int R, int V>
-static FASTGAN_AVX512_TARGET void mk_f32(int64_t kc, const float* a, const float* b, const TileOut& o) {
-  __m512 c[R][V];
-  const __mmask16 tail = lanes_mask(o.cols - 16 * (V - 1));
-  PrefetchWalk pf(o, kc);
-  if (o.first) {
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-      for (int v = 0; v < V; ++v) c[r][v] = _mm512_setzero_ps();
-  } else {
-    tile_load_acc<R, V>(c, o, tail);
-  }
+// The k loops of the two micro-kernels, on their own so that other drivers can run them
+// over several (A, B) segments into the same accumulators before one epilogue (the
+// block-sparse kernels walk the kept blocks this way). BS is B's row stride in elements
+// (fp32 values, or bf16 k-pairs); the dense micro-kernels use kNR. PF: anything with
+// step(), called once per k step (PrefetchWalk, or a block-sparse walker).
+template <int R, int V, int BS = kNR, class PF>
+FASTGAN_AVX512_INLINE void f32_steps(__m512 (&c)[R][V], int64_t kc, const float* a, const float* b, PF& pf) {
 #pragma GCC unroll 2
   for (int64_t k = 0; k < kc; ++k) {
     __m512 bv[V];
@@ -80,8 +74,46 @@ static FASTGAN_AVX512_TARGET void mk_f32(int64_t kc, const float* a, const float
       for (int v = 0; v < V; ++v) c[r][v] = _mm512_fmadd_ps(ar, bv[v], c[r][v]);
     }
     a += kMR;
-    b += kNR;
+    b += BS;
   }
+}
+
+// kp k-pairs of bf16 panels (A: kMR words per pair, B: BS words per pair).
+template <int R, int V, int BS = kNR, class PF>
+static inline __attribute__((always_inline, target(FASTGAN_AVX512_BF16_FEATURES))) void bf16_steps(
+    __m512 (&c)[R][V], int64_t kp, const uint16_t* a, const uint16_t* b, PF& pf) {
+  const u32_alias* aw = reinterpret_cast<const u32_alias*>(a);
+#pragma GCC unroll 2
+  for (int64_t i = 0; i < kp; ++i) {
+    __m512bh bv[V];
+#pragma GCC unroll 4
+    for (int v = 0; v < V; ++v) bv[v] = (__m512bh)_mm512_load_si512(b + 32 * v);
+    pf.step();
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const __m512bh ar = (__m512bh)_mm512_set1_epi32(static_cast<int>(aw[r]));
+#pragma GCC unroll 4
+      for (int v = 0; v < V; ++v) c[r][v] = _mm512_dpbf16_ps(c[r][v], ar, bv[v]);
+    }
+    aw += kMR;
+    b += 2 * BS;
+  }
+}
+
+template <int R, int V>
+static FASTGAN_AVX512_TARGET void mk_f32(int64_t kc, const float* a, const float* b, const TileOut& o) {
+  __m512 c[R][V];
+  const __mmask16 tail = lanes_mask(o.cols - 16 * (V - 1));
+  PrefetchWalk pf(o, kc);
+  if (o.first) {
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+      for (int v = 0; v < V; ++v) c[r][v] = _mm512_setzero_ps();
+  } else {
+    tile_load_acc<R, V>(c, o, tail);
+  }
+  f32_steps<R, V>(c, kc, a, b, pf);
   tile_epilogue<R, V>(c, o, tail);
 }
 
@@ -99,22 +131,7 @@ static __attribute__((target(FASTGAN_AVX512_BF16_FEATURES))) void mk_bf16(int64_
   } else {
     tile_load_acc<R, V>(c, o, tail);
   }
-  const u32_alias* aw = reinterpret_cast<const u32_alias*>(a);
-#pragma GCC unroll 2
-  for (int64_t kp = 0; kp < kcp / 2; ++kp) {
-    __m512bh bv[V];
-#pragma GCC unroll 4
-    for (int v = 0; v < V; ++v) bv[v] = (__m512bh)_mm512_load_si512(b + 32 * v);
-    pf.step();
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      const __m512bh ar = (__m512bh)_mm512_set1_epi32(static_cast<int>(aw[r]));
-#pragma GCC unroll 4
-      for (int v = 0; v < V; ++v) c[r][v] = _mm512_dpbf16_ps(c[r][v], ar, bv[v]);
-    }
-    aw += kMR;
-    b += 2 * kNR;
-  }
+  bf16_steps<R, V>(c, kcp / 2, a, b, pf);
   tile_epilogue<R, V>(c, o, tail);
 }
 

@@ -1,0 +1,284 @@
+// The AVX-512 block-sparse drivers (forward and backward), templated on a kernel traits
+// struct so the fp32 FMA and the bf16 vdpbf16ps paths share the loops:
+//
+//   struct KT {
+//     using Elem = float | uint16_t;  static constexpr int KU;   // k unit (bf16 pairs: 2)
+//     template <int P> static void pack(const Operand&, const Prologue&, int lanes,
+//                                       int64_t kc, int64_t kcp, Elem* dst);
+//                      // one P-lane panel of kcp k (zero past kc and past `lanes`)
+//     static SegTile tile(int rows, int cols, int bs);   // tile_avx512.h instance
+//     static bool b_in_place(const Structure&);          // grad_x reads values unpacked
+//   };
+//
+// Forward (y = act(x @ W^T + b)):
+//   1. x is packed ONCE, all of K (zero-padded to whole blocks, never read past K), as
+//      MR = 8 row panels [ceil(M/8)][Kp][8]: the A segment of block column c of m-tile i
+//      is the contiguous run at i * Kp * 8 + c * bk * 8.
+//   2. The units (block row r, m-tile i) are split into one contiguous range per thread by
+//      kept-block count (problem.h). A thread walks its block rows; for each it packs the
+//      row's kept blocks once into B panels of TW = min(bn, 32) columns ([bk][TW] per block,
+//      blocks consecutive, so B is one stream per tile), then runs every m-tile of its
+//      range over them: one register tile per (m-tile, TW columns), accumulated over all
+//      kept blocks of the row, finished by the epilogue (bias, activation, masked to N).
+//      A block row with no kept block runs zero segments: act(bias).
+// Backward:
+//   grad_x: the forward's structure over W^T: g = grad_out * act'(y) packed once as
+//      [ceil(M/8)][Np][8] (prologue), block columns c instead of block rows, segments the
+//      column's kept blocks (t_col_idx, t_block); B is values itself (fp32: [bn][bk] is
+//      already a [k][columns] panel) or the column's blocks packed as [bn][TW].
+//   grad_values: per kept block j (r, c) and 8 of its rows, g[:, r]^T @ x[:, c] with the
+//      batch as k: g^T panels of block row r packed per thread when r changes (prologue),
+//      x packed once as [Kp / TW][M][TW] column panels; units (j, 8 rows) split evenly.
+#pragma once
+#if defined(__x86_64__)
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "../gemm/driver.h"
+#include "../gemm/pack_avx512.h"
+#include "../parallel.h"
+#include "problem.h"
+#include "tile_avx512.h"
+
+namespace fastgan {
+namespace cpu {
+namespace bsr {
+namespace {
+
+using gemm::ceil_div;
+using gemm::Operand;
+using gemm::Prologue;
+using gemm::round_up;
+using gemm::Scratch;
+using gemm::TileOut;
+using avx512::Segs;
+
+constexpr int kMR = gemm::avx512::kMR;
+
+template <class KT>
+Scratch& scratch(int slot) {  // 0, 1: shared by a call (caller's thread); 2: per worker
+  static thread_local Scratch s[3];
+  return s[slot];
+}
+
+inline int tile_width(int64_t b) { return b >= 32 ? 32 : 16; }
+
+// A strided operand view: lanes along `ls`, k along `ks`, from element (l0, k0) of m.
+inline Operand view(const Mat& m, int64_t l0, int64_t ls, int64_t k0, int64_t ks) {
+  return {static_cast<const char*>(m.data) + (l0 * ls + k0 * ks) * gemm::dtype_size(m.dtype), ls, ks, m.dtype};
+}
+
+template <class KT, int P>
+void pack(const Operand& src, const Prologue& pro, int64_t lanes, int64_t kc, int64_t kcp, typename KT::Elem* dst) {
+  if (lanes <= 0) {
+    std::memset(static_cast<void*>(dst), 0, sizeof(typename KT::Elem) * P * kcp);
+    return;
+  }
+  KT::template pack<P>(src, pro, static_cast<int>(std::min<int64_t>(lanes, P)), kc, kcp, dst);
+}
+
+// A B panel of TW (16 or 32) columns.
+template <class KT>
+void pack_tw(int tw, const Operand& src, int64_t lanes, int64_t kc, int64_t kcp, typename KT::Elem* dst) {
+  if (tw == 16) pack<KT, 16>(src, Prologue{}, lanes, kc, kcp, dst);
+  else pack<KT, 32>(src, Prologue{}, lanes, kc, kcp, dst);
+}
+
+// x rows [8i, 8i+8) (or g's under the prologue) as an A panel [Kp][8] over the k dim.
+template <class KT>
+void pack_rows(const Mat& a, const Mat& y, int dact, float slope, int64_t M, int64_t i, int64_t kc, int64_t kcp,
+               typename KT::Elem* dst) {
+  Prologue pro;
+  pro.act = dact, pro.slope = slope;
+  if (dact) pro.y = view(y, kMR * i, y.rs, 0, y.cs);
+  pack<KT, kMR>(view(a, kMR * i, a.rs, 0, a.cs), pro, M - kMR * i, kc, kcp, dst);
+}
+
+template <class KT>
+int threads_of(double fmas) {
+  return threads_for(fmas, at::in_parallel_region() ? 1 : at::get_num_threads());
+}
+
+// ---- forward -------------------------------------------------------------------------------
+
+template <class KT>
+void forward_range(const Forward& p, const typename KT::Elem* xp, int64_t u0, int64_t u1) {
+  using E = typename KT::Elem;
+  const Structure& w = p.w;
+  const int64_t bn = w.bn, bk = w.bk, Kp = w.nbc * bk, mt = ceil_div(p.M, kMR);
+  const int TW = tile_width(bn);
+  const int64_t esz = gemm::dtype_size(p.ydtype), vsz = gemm::dtype_size(w.vdtype);
+  for (int64_t u = u0; u < u1;) {
+    const int64_t r = u / mt, i0 = u % mt, i1 = std::min(mt, i0 + (u1 - u));
+    u += i1 - i0;
+    const int64_t j0 = w.row_ptr[r], nr = w.row_ptr[r + 1] - j0;
+    const int64_t tiles = std::min<int64_t>(bn / TW, ceil_div(w.N - r * bn, TW));  // tiles inside N
+    E* wp = static_cast<E*>(scratch<KT>(2).get(sizeof(E) * std::max<int64_t>(1, nr * bk * bn)));
+    for (int64_t t = 0; t < tiles; ++t)  // B panels: tile t of block jj at (t * nr + jj) * bk * TW
+      for (int64_t jj = 0; jj < nr; ++jj) {
+        const char* blk = static_cast<const char*>(w.values) + ((j0 + jj) * bn + t * TW) * bk * vsz;
+        pack_tw<KT>(TW, Operand{blk, bk, 1, w.vdtype}, TW, bk, bk, wp + (t * nr + jj) * bk * TW);
+      }
+    for (int64_t i = i0; i < i1; ++i) {
+      const int rows = static_cast<int>(std::min<int64_t>(kMR, p.M - kMR * i));
+      for (int64_t t = 0; t < tiles; ++t) {
+        const int64_t n0 = r * bn + t * TW;
+        Segs s;
+        s.a = xp + i * Kp * kMR, s.a_idx = w.col_idx + j0, s.a_step = bk * kMR;
+        s.b = wp + t * nr * bk * TW, s.b_step = bk * TW;
+        s.n = static_cast<int>(nr), s.k = bk;
+        TileOut o;
+        o.rows = rows, o.cols = static_cast<int>(std::min<int64_t>(TW, w.N - n0));
+        o.out = static_cast<char*>(p.y) + (kMR * i * w.N + n0) * esz, o.ldc = w.N, o.dtype = p.ydtype;
+        o.bias = p.bias ? p.bias + n0 : nullptr, o.act = p.act, o.slope = p.slope;
+        KT::tile(rows, o.cols, TW)(s, o);
+      }
+    }
+  }
+}
+
+template <class KT>
+void run_forward(const Forward& p) {
+  using E = typename KT::Elem;
+  const Structure& w = p.w;
+  const int64_t mt = ceil_div(p.M, kMR), Kp = w.nbc * w.bk;
+  const int T = threads_of<KT>(static_cast<double>(p.M) * w.nnz * w.bn * w.bk);
+  E* xp = static_cast<E*>(scratch<KT>(0).get(sizeof(E) * mt * Kp * kMR));
+  const int64_t grain = T == 1 ? mt : std::max<int64_t>(1, 32768 / Kp);
+  parallel_for(0, mt, grain, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) pack_rows<KT>(p.x, p.x, 0, 0.f, p.M, i, w.K, Kp, xp + i * Kp * kMR);
+  });
+  const auto bounds = balanced_bounds(w.nbr, mt, T, [&](int64_t r) {
+    return (w.row_ptr[r + 1] - w.row_ptr[r]) * w.bk + kTileOverhead;
+  });
+  parallel_for(0, T, 1, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) forward_range<KT>(p, xp, bounds[t], bounds[t + 1]);
+  });
+}
+
+// ---- backward ------------------------------------------------------------------------------
+
+template <class KT>
+void grad_x_range(const Backward& p, const typename KT::Elem* gp, int64_t u0, int64_t u1) {
+  using E = typename KT::Elem;
+  const Structure& w = p.w;
+  const int64_t bn = w.bn, bk = w.bk, Np = w.nbr * bn, mt = ceil_div(p.M, kMR);
+  const int TW = tile_width(bk);
+  const int64_t esz = gemm::dtype_size(p.x.dtype), vsz = gemm::dtype_size(w.vdtype);
+  const bool in_place = KT::b_in_place(w);
+  for (int64_t u = u0; u < u1;) {
+    const int64_t c = u / mt, i0 = u % mt, i1 = std::min(mt, i0 + (u1 - u));
+    u += i1 - i0;
+    const int64_t t0 = w.t_row_ptr[c], nc = w.t_row_ptr[c + 1] - t0;
+    const int64_t tiles = std::min<int64_t>(bk / TW, ceil_div(w.K - c * bk, TW));
+    const E* bsrc = static_cast<const E*>(w.values);
+    if (!in_place) {  // the column's blocks as B panels [bn][TW], tile t of block ii at (t * nc + ii)
+      E* bp = static_cast<E*>(scratch<KT>(2).get(sizeof(E) * std::max<int64_t>(1, nc * bk * bn)));
+      for (int64_t t = 0; t < tiles; ++t)
+        for (int64_t ii = 0; ii < nc; ++ii) {
+          const char* blk = static_cast<const char*>(w.values) + (w.t_block[t0 + ii] * bn * bk + t * TW) * vsz;
+          pack_tw<KT>(TW, Operand{blk, 1, bk, w.vdtype}, TW, bn, bn, bp + (t * nc + ii) * bn * TW);
+        }
+      bsrc = bp;
+    }
+    for (int64_t i = i0; i < i1; ++i) {
+      const int rows = static_cast<int>(std::min<int64_t>(kMR, p.M - kMR * i));
+      for (int64_t t = 0; t < tiles; ++t) {
+        const int64_t k0 = c * bk + t * TW;
+        Segs s;
+        s.a = gp + i * Np * kMR, s.a_idx = w.t_col_idx + t0, s.a_step = bn * kMR;
+        if (in_place) {
+          s.b = bsrc + t * TW, s.b_idx = w.t_block + t0, s.b_step = bn * bk;
+        } else {
+          s.b = bsrc + t * nc * bn * TW, s.b_step = bn * TW;
+        }
+        s.n = static_cast<int>(nc), s.k = bn;
+        TileOut o;
+        o.rows = rows, o.cols = static_cast<int>(std::min<int64_t>(TW, w.K - k0));
+        o.out = static_cast<char*>(p.gx) + (kMR * i * w.K + k0) * esz, o.ldc = w.K, o.dtype = p.x.dtype;
+        KT::tile(rows, o.cols, in_place ? static_cast<int>(bk) : TW)(s, o);
+      }
+    }
+  }
+}
+
+template <class KT>
+void grad_values_range(const Backward& p, const typename KT::Elem* xq, int64_t u0, int64_t u1) {
+  using E = typename KT::Elem;
+  const Structure& w = p.w;
+  const int64_t bn = w.bn, bk = w.bk, Mp = round_up(p.M, KT::KU), q_per = bn / kMR;
+  const int TW = tile_width(bk);
+  const int64_t vsz = gemm::dtype_size(w.vdtype);
+  E* gt = static_cast<E*>(scratch<KT>(2).get(sizeof(E) * bn * Mp));
+  int64_t r = -1;
+  for (int64_t u = u0; u < u1; ++u) {
+    const int64_t j = u / q_per, q = u % q_per;
+    if (r < 0 || j >= w.row_ptr[r + 1]) {  // a new block row: its g^T panels [bn/8][Mp][8]
+      r = std::upper_bound(w.row_ptr, w.row_ptr + w.nbr + 1, static_cast<int32_t>(j)) - w.row_ptr - 1;
+      for (int64_t qq = 0; qq < q_per; ++qq) {
+        const int64_t n0 = r * bn + qq * kMR;
+        Prologue pro;
+        pro.act = p.dact, pro.slope = p.slope;
+        if (p.dact) pro.y = view(p.y, n0, p.y.cs, 0, p.y.rs);
+        pack<KT, kMR>(view(p.g, n0, p.g.cs, 0, p.g.rs), pro, w.N - n0, p.M, Mp, gt + qq * Mp * kMR);
+      }
+    }
+    const int64_t c = w.col_idx[j];
+    for (int64_t t = 0; t < bk / TW; ++t) {
+      Segs s;
+      s.a = gt + q * Mp * kMR, s.n = 1, s.k = Mp;
+      s.b = xq + ((c * bk) / TW + t) * Mp * TW;
+      TileOut o;
+      o.rows = kMR, o.cols = TW;
+      o.out = static_cast<char*>(p.gv) + ((j * bn + q * kMR) * bk + t * TW) * vsz, o.ldc = bk, o.dtype = w.vdtype;
+      KT::tile(kMR, TW, TW)(s, o);
+    }
+  }
+}
+
+template <class KT>
+void run_backward(const Backward& p) {
+  using E = typename KT::Elem;
+  const Structure& w = p.w;
+  const int64_t M = p.M, mt = ceil_div(M, kMR), Np = w.nbr * w.bn, Kp = w.nbc * w.bk, Mp = round_up(M, KT::KU);
+  const int TWk = tile_width(w.bk);
+  const int64_t xpanels = p.gv ? Kp / TWk : 0, gtiles = p.gx ? mt : 0;
+  const double fmas = static_cast<double>(M) * w.nnz * w.bn * w.bk * ((p.gx ? 1 : 0) + (p.gv ? 1 : 0));
+  const int T = threads_of<KT>(fmas);
+  E* gp = p.gx ? static_cast<E*>(scratch<KT>(0).get(sizeof(E) * mt * Np * kMR)) : nullptr;
+  E* xq = p.gv ? static_cast<E*>(scratch<KT>(1).get(sizeof(E) * xpanels * Mp * TWk)) : nullptr;
+  // Packing: g row panels for grad_x, then x column panels for grad_values.
+  parallel_for(0, gtiles + xpanels, T == 1 ? gtiles + xpanels : 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      if (i < gtiles) {
+        pack_rows<KT>(p.g, p.y, p.dact, p.slope, M, i, w.N, Np, gp + i * Np * kMR);
+      } else {
+        const int64_t c0 = (i - gtiles) * TWk;
+        E* dst = xq + (i - gtiles) * Mp * TWk;
+        pack_tw<KT>(TWk, view(p.x, c0, p.x.cs, 0, p.x.rs), w.K - c0, M, Mp, dst);
+      }
+    }
+  });
+  std::vector<int64_t> xb(T + 1, 0), vb(T + 1, 0);
+  if (p.gx) xb = balanced_bounds(w.nbc, mt, T, [&](int64_t c) {
+    return (w.t_row_ptr[c + 1] - w.t_row_ptr[c]) * w.bn + kTileOverhead;
+  });
+  if (p.gv) vb = balanced_bounds(w.nnz, w.bn / kMR, T, [](int64_t) { return 1; });
+  parallel_for(0, T, 1, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      if (p.gx) grad_x_range<KT>(p, gp, xb[t], xb[t + 1]);
+      if (p.gv) grad_values_range<KT>(p, xq, vb[t], vb[t + 1]);
+    }
+  });
+}
+
+}  // namespace
+}  // namespace bsr
+}  // namespace cpu
+}  // namespace fastgan
+
+#endif  // __x86_64__
