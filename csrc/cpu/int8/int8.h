@@ -1,0 +1,127 @@
+// The CPU int8 kernels behind fastgan_ext::quantize_per_token / quantize_per_tensor /
+// int8_pack_weight / int8_linear_fwd (schemas in csrc/ops.cpp, binding in int8_linear.cpp).
+//
+//   packed_weight.h        the packed weight blob: header, 16-column panels, compensation sums
+//   epilogue_avx512.h      int32 zmm accumulators -> scales, bias, activation, fp/int8/int32 store
+//   amx_int8_kernel.h      AMX tdpbssd traits, compiled against real tiles and the emulation
+//   amx_int8_emulation.h   scalar TDPBSSD on top of ../amx_emulation.h (tests without AMX)
+//   ../int8_portable.cpp   plain C++ quantisers and GEMM (any machine; also the reference the
+//                          vector paths are tested against through the ISA cap)
+//   ../int8_avx512.cpp     AVX-512 quantisers (one pass per row while it is in cache)
+//   ../int8_vnni.cpp       AVX512-VNNI vpdpbusd GEMM (u8 x s8 with the +128 compensation)
+//   ../int8_amx*.cpp       AMX tdpbssd GEMM (s8 x s8), real and emulated
+//
+// Everything computes exactly what fastgan_kernels/ops/int8_linear.py's references compute:
+// the quantisers bit for bit (IEEE division, round half to even), the int32 accumulator
+// exactly, and the float epilogue in the reference's order of fp32 operations
+// ((acc * x_scale) * w_scale + bias, no FMA contraction), so only the vector tanh / sigmoid
+// differ from torch's in the last bits.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <new>
+
+namespace fastgan {
+namespace cpu {
+namespace int8 {
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+// Columns per packed panel, k per VNNI group, and the AMX tile depth (bytes of k per tile row).
+constexpr int kPanel = 16, kGroup = 4, kTileK = 64;
+
+// ---- quantisers --------------------------------------------------------------------------
+enum class InType : int8_t { kF32 = 0, kBF16 = 1, kF16 = 2 };
+
+struct QuantArgs {
+  int64_t M = 0, K = 0;
+  const void* x = nullptr;   // element (m, k) at x + (m * rs + k * cs) * size
+  int64_t rs = 0, cs = 0;
+  InType dt = InType::kF32;
+  int8_t* q = nullptr;       // [M, K] contiguous
+  float* scale = nullptr;    // per token: [M] written; per tensor: null
+  float tensor_scale = 0.f;  // per tensor: the given scale
+};
+
+// Quantise rows [m0, m1); returns the first row holding NaN / Inf (that row's q is left
+// unspecified), or -1. One thread; the caller splits the rows.
+int64_t quantize_rows_portable(const QuantArgs& a, int64_t m0, int64_t m1);
+int64_t quantize_rows_avx512(const QuantArgs& a, int64_t m0, int64_t m1);
+
+// ---- GEMM + epilogue ---------------------------------------------------------------------
+enum class OutKind : int8_t { kF32 = 0, kBF16 = 1, kF16 = 2, kI8 = 3, kI32 = 4 };
+
+// Views into a validated packed blob (packed_weight.h).
+struct PackedView {
+  int64_t n = 0, k = 0, kp = 0, panels = 0;
+  const int32_t* comp = nullptr;  // [panels * 16]: 128 * sum_k w[n, k], mod 2^32
+  const int8_t* data = nullptr;   // panel p at data + p * kp * 16: [kp / 4][16][4]
+  int64_t panel_bytes() const { return kp * kPanel; }
+};
+
+struct Epilogue {
+  const float* x_scale = nullptr;  // [M] or [1]
+  bool per_row_scale = true;
+  const float* w_scale = nullptr;  // [N]
+  const float* bias = nullptr;     // [N] or null
+  int act = 0;
+  float slope = 0.f;
+  OutKind kind = OutKind::kF32;
+  float out_scale = 1.f;           // int8 output only
+  void* out = nullptr;             // [M, N] row-major, leading dimension N
+};
+
+struct GemmArgs {
+  int64_t M = 0, N = 0, K = 0;
+  const int8_t* x = nullptr;  // xq: element (m, k) at x[m * rs + k * cs]
+  int64_t rs = 0, cs = 0;
+  PackedView w;
+  Epilogue e;
+};
+
+// The code paths int8_linear_fwd can take (names from path_name()).
+enum class Path : int { kPortable = 0, kAvx512Vnni = 1, kAmx = 2, kAmxEmulated = 3 };
+Path select_path();
+const char* path_name(Path p);
+
+void gemm_portable(const GemmArgs& g);
+void gemm_vnni(const GemmArgs& g);
+void gemm_amx(const GemmArgs& g);
+void gemm_amx_emulated(const GemmArgs& g);
+
+// Work split shared by the vector GEMMs: `nblocks` column blocks, each optionally split into
+// `msplit` row ranges (only when there are too few column blocks to keep every thread busy),
+// and a parallel grain that keeps tiny problems on one thread.
+struct Split {
+  int64_t msplit = 1, tasks = 1, grain = 1;
+};
+Split split_work(int64_t M, int64_t K, int64_t nblocks, int64_t cols_per_block, int64_t row_unit);
+
+// A per-thread, grow-only, 64-byte aligned buffer (packed activations). It belongs to the
+// thread that calls the op; the parallel workers only read it during that call.
+class ThreadScratch {
+ public:
+  static void* get(int64_t bytes) {
+    static thread_local ThreadScratch s;
+    if (bytes > s.size_) {
+      std::free(s.ptr_);
+      const int64_t sz = round_up(bytes < 4096 ? 4096 : bytes, 64);
+      s.ptr_ = std::aligned_alloc(64, static_cast<size_t>(sz));
+      if (s.ptr_ == nullptr) throw std::bad_alloc();
+      s.size_ = sz;
+    }
+    return s.ptr_;
+  }
+  ~ThreadScratch() { std::free(ptr_); }
+
+ private:
+  void* ptr_ = nullptr;
+  int64_t size_ = 0;
+};
+
+}  // namespace int8
+}  // namespace cpu
+}  // namespace fastgan

@@ -1,0 +1,240 @@
+// CPU kernels of the int8 ops of fastgan_ext (schemas in csrc/ops.cpp): argument checks,
+// output allocation and the run-time choice of code path. The kernels are in int8/int8.h.
+//
+//   quantize_per_token(x)         per-row scale and int8 q; ValueError on a NaN / Inf row
+//   quantize_per_tensor(x, s)     int8 q with the given scale [1]; ValueError on NaN / Inf
+//   int8_pack_weight(wq)          the packed blob (int8/packed_weight.h)
+//   int8_linear_fwd(...)          int32 GEMM on the blob + the fused epilogue
+//
+// GEMM paths, best first (select_path):
+//   AMX emulation (the test switch fastgan_ext::set_amx_emulation, shared with the bf16 GEMM)
+//   > AMX tdpbssd (Sapphire Rapids; amx_int8 and the OS permission) > AVX512-VNNI vpdpbusd
+//   > portable. Quantisers: AVX-512 > portable. All respect the ISA cap (set_cpu_isa).
+//
+// Test-only op, defined here as a fragment of the library: int8_linear_cpu_path() -> the path
+// int8_linear_fwd takes now ("portable", "avx512_vnni", "amx_int8", "amx_int8_emulated").
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <string>
+#include <tuple>
+
+#include "cpu_features.h"
+#include "gemm/gemm.h"
+#include "int8/int8.h"
+#include "int8/packed_weight.h"
+#include "parallel.h"
+
+namespace fastgan {
+namespace cpu {
+namespace int8 {
+
+Path select_path() {
+  // The emulation switch is read through the bf16 GEMM's dispatch (on only with AVX-512,
+  // which the packing and the epilogue of the AMX kernel use).
+  if (gemm::select_path(gemm::DType::kBF16) == gemm::Path::kAmxBf16Emulated) return Path::kAmxEmulated;
+  const IsaLevel level = isa_level();
+  const Features& f = features();
+  if (level >= kAmx && f.amx_int8 && f.amx_permitted) return Path::kAmx;
+  if (level >= kAvx512Vnni && f.avx512_vnni) return Path::kAvx512Vnni;
+  return Path::kPortable;
+}
+
+const char* path_name(Path p) {
+  switch (p) {
+    case Path::kAvx512Vnni: return "avx512_vnni";
+    case Path::kAmx: return "amx_int8";
+    case Path::kAmxEmulated: return "amx_int8_emulated";
+    default: return "portable";
+  }
+}
+
+Split split_work(int64_t M, int64_t K, int64_t nblocks, int64_t cols_per_block, int64_t row_unit) {
+  Split s;
+  const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
+  const int64_t row_units = std::max<int64_t>(1, ceil_div(M, row_unit));
+  if (nblocks < 2 * threads) s.msplit = std::min(row_units, ceil_div(2 * threads, std::max<int64_t>(1, nblocks)));
+  s.tasks = std::max<int64_t>(1, nblocks) * s.msplit;
+  // About 0.5 M multiply-adds per thread before a second thread is worth its start-up.
+  const int64_t macs = std::max<int64_t>(1, ceil_div(M, s.msplit) * cols_per_block * std::max<int64_t>(K, 1));
+  s.grain = std::max<int64_t>(1, (int64_t{1} << 19) / macs);
+  return s;
+}
+
+namespace {
+
+InType in_type(const at::Tensor& x, const char* op) {
+  switch (x.scalar_type()) {
+    case at::kFloat: return InType::kF32;
+    case at::kBFloat16: return InType::kBF16;
+    case at::kHalf: return InType::kF16;
+    default: TORCH_CHECK_TYPE(false, op, " (cpu): x must be float32, bfloat16 or float16, got ", x.scalar_type());
+  }
+}
+
+void check_2d(const at::Tensor& t, const char* op, const char* name) {
+  TORCH_CHECK_VALUE(t.dim() == 2, op, " (cpu): ", name, " must be 2-D, got ", t.dim(), "-D");
+  TORCH_CHECK_VALUE(t.device().is_cpu(), op, " (cpu): ", name, " must be a CPU tensor");
+}
+
+// Runs the row quantiser over [0, M) in parallel; raises on the first non-finite row.
+void quantize(const QuantArgs& a, const char* op) {
+  const bool vec = isa_level() >= kAvx512;
+  std::atomic<int64_t> bad{a.M};
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 14) / std::max<int64_t>(1, a.K));
+  parallel_for(0, a.M, grain, [&](int64_t b, int64_t e) {
+    const int64_t r = vec ? quantize_rows_avx512(a, b, e) : quantize_rows_portable(a, b, e);
+    if (r < 0) return;
+    int64_t cur = bad.load();
+    while (r < cur && !bad.compare_exchange_weak(cur, r)) {
+    }
+  });
+  const int64_t row = bad.load();
+  TORCH_CHECK_VALUE(row == a.M, op, ": x has NaN or Inf (first in row ", row,
+                    "); int8 quantisation would lose it");
+}
+
+QuantArgs quant_args(const at::Tensor& x, at::Tensor& q, const char* op) {
+  QuantArgs a;
+  a.M = x.size(0), a.K = x.size(1);
+  a.x = x.data_ptr(), a.rs = x.stride(0), a.cs = x.stride(1);
+  a.dt = in_type(x, op);
+  a.q = q.data_ptr<int8_t>();
+  return a;
+}
+
+std::tuple<at::Tensor, at::Tensor> quantize_per_token(const at::Tensor& x) {
+  const char* op = "quantize_per_token";
+  check_2d(x, op, "x");
+  at::Tensor q = at::empty({x.size(0), x.size(1)}, x.options().dtype(at::kChar));
+  at::Tensor scale = at::empty({x.size(0)}, x.options().dtype(at::kFloat));
+  QuantArgs a = quant_args(x, q, op);
+  a.scale = scale.data_ptr<float>();
+  if (a.M > 0) quantize(a, op);
+  return {q, scale};
+}
+
+at::Tensor quantize_per_tensor(const at::Tensor& x, const at::Tensor& scale) {
+  const char* op = "quantize_per_tensor";
+  check_2d(x, op, "x");
+  TORCH_CHECK_VALUE(scale.numel() == 1 && scale.scalar_type() == at::kFloat && scale.device().is_cpu(), op,
+                    " (cpu): scale must be a float32 CPU tensor of one element");
+  at::Tensor q = at::empty({x.size(0), x.size(1)}, x.options().dtype(at::kChar));
+  QuantArgs a = quant_args(x, q, op);
+  a.tensor_scale = *scale.data_ptr<float>();
+  if (a.M > 0 && a.K > 0) quantize(a, op);
+  return q;
+}
+
+at::Tensor int8_pack_weight(const at::Tensor& wq) {
+  check_2d(wq, "int8_pack_weight", "wq");
+  TORCH_CHECK_TYPE(wq.scalar_type() == at::kChar, "int8_pack_weight (cpu): wq must be int8, got ", wq.scalar_type());
+  const PackedHeader h = packed_layout(wq.size(0), wq.size(1));
+  at::Tensor blob = at::empty({h.total_bytes}, wq.options().dtype(at::kByte));
+  uint8_t* out = blob.data_ptr<uint8_t>();
+  std::memset(out, 0, 64);
+  std::memcpy(out, &h, sizeof(h));
+  const int8_t* w = wq.data_ptr<int8_t>();
+  const int64_t rs = wq.stride(0), cs = wq.stride(1);
+  parallel_for(0, h.panels, 1, [&](int64_t b, int64_t e) { pack_panels(w, rs, cs, h, out, b, e); });
+  return blob;
+}
+
+at::Tensor small_vector(const at::Tensor& t, int64_t n, const char* name) {
+  TORCH_CHECK_VALUE(t.device().is_cpu() && t.scalar_type() == at::kFloat && t.numel() == n, "int8_linear_fwd (cpu): ",
+                    name, " must be a float32 CPU tensor of ", n, " elements, got ", t.scalar_type(), " ",
+                    t.sizes());
+  return t.reshape({n}).contiguous();
+}
+
+at::Tensor int8_linear_fwd(const at::Tensor& xq, const at::Tensor& x_scale, const at::Tensor& w_packed,
+                           const at::Tensor& w_scale, const std::optional<at::Tensor>& bias, int64_t out_features,
+                           int64_t activation, double negative_slope, at::ScalarType out_dtype,
+                           const std::optional<at::Tensor>& out_scale) {
+  const char* op = "int8_linear_fwd";
+  check_2d(xq, op, "xq");
+  TORCH_CHECK_TYPE(xq.scalar_type() == at::kChar, "int8_linear_fwd (cpu): xq must be int8, got ", xq.scalar_type());
+  TORCH_CHECK_VALUE(activation >= 0 && activation <= 4, "int8_linear_fwd (cpu): activation code must be in 0..4");
+  const int64_t M = xq.size(0), K = xq.size(1), N = out_features;
+  TORCH_CHECK_VALUE(w_packed.device().is_cpu() && w_packed.dim() == 1 && w_packed.is_contiguous() &&
+                        (w_packed.scalar_type() == at::kByte || w_packed.scalar_type() == at::kChar),
+                    "int8_linear_fwd (cpu): w_packed must be the 1-D uint8 blob of int8_pack_weight, got ",
+                    w_packed.scalar_type(), " ", w_packed.sizes());
+  const uint8_t* blob = static_cast<const uint8_t*>(w_packed.data_ptr());
+  PackedHeader h{};
+  const char* why = check_packed(blob, w_packed.numel(), N, K, &h);
+  if (*why) {
+    PackedHeader seen{};
+    if (w_packed.numel() >= 64) std::memcpy(&seen, blob, sizeof(seen));
+    TORCH_CHECK_VALUE(false, "int8_linear_fwd (cpu): w_packed does not match the layer: ", why,
+                      " (expected a weight [", N, ", ", K, "]",
+                      seen.magic == kPackedMagic ? ", the blob says [" + std::to_string(seen.n) + ", " +
+                                                       std::to_string(seen.k) + "]"
+                                                 : std::string(),
+                      "); repack it with int8_pack_weight");
+  }
+  TORCH_CHECK_VALUE(x_scale.numel() == M || x_scale.numel() == 1,
+                    "int8_linear_fwd (cpu): x_scale must have M or 1 elements");
+  const at::Tensor xs = small_vector(x_scale, x_scale.numel(), "x_scale");
+  const at::Tensor ws = small_vector(w_scale, N, "w_scale");
+  at::Tensor b;
+  if (bias.has_value() && bias->defined()) b = small_vector(*bias, N, "bias");
+
+  GemmArgs g;
+  g.M = M, g.N = N, g.K = K;
+  g.x = xq.data_ptr<int8_t>(), g.rs = xq.stride(0), g.cs = xq.stride(1);
+  g.w = packed_view(blob, h);
+  Epilogue& e = g.e;
+  switch (out_dtype) {
+    case at::kFloat: e.kind = OutKind::kF32; break;
+    case at::kBFloat16: e.kind = OutKind::kBF16; break;
+    case at::kHalf: e.kind = OutKind::kF16; break;
+    case at::kChar: e.kind = OutKind::kI8; break;
+    case at::kInt: e.kind = OutKind::kI32; break;
+    default: TORCH_CHECK_TYPE(false, "int8_linear_fwd (cpu): unsupported out_dtype ", out_dtype);
+  }
+  if (e.kind == OutKind::kI8) {
+    TORCH_CHECK_VALUE(out_scale.has_value() && out_scale->defined(),
+                      "int8_linear_fwd (cpu): out_dtype int8 needs out_scale");
+    e.out_scale = *small_vector(*out_scale, 1, "out_scale").data_ptr<float>();
+  }
+  e.x_scale = xs.data_ptr<float>();
+  e.per_row_scale = xs.numel() == M;
+  e.w_scale = ws.data_ptr<float>();
+  e.bias = b.defined() ? b.data_ptr<float>() : nullptr;
+  e.act = static_cast<int>(activation);
+  e.slope = static_cast<float>(negative_slope);
+  at::Tensor y = at::empty({M, N}, xq.options().dtype(out_dtype));
+  e.out = y.data_ptr();
+  if (M == 0 || N == 0) return y;
+  switch (select_path()) {
+    case Path::kAmxEmulated: gemm_amx_emulated(g); break;
+    case Path::kAmx: gemm_amx(g); break;
+    case Path::kAvx512Vnni: gemm_vnni(g); break;
+    default: gemm_portable(g); break;
+  }
+  return y;
+}
+
+std::string int8_linear_cpu_path() { return path_name(select_path()); }
+
+}  // namespace
+}  // namespace int8
+}  // namespace cpu
+}  // namespace fastgan
+
+TORCH_LIBRARY_FRAGMENT(fastgan_ext, m) {
+  m.def("int8_linear_cpu_path() -> str", &fastgan::cpu::int8::int8_linear_cpu_path);  // tests only
+}
+
+TORCH_LIBRARY_IMPL(fastgan_ext, CPU, m) {
+  m.impl("quantize_per_token", &fastgan::cpu::int8::quantize_per_token);
+  m.impl("quantize_per_tensor", &fastgan::cpu::int8::quantize_per_tensor);
+  m.impl("int8_pack_weight", &fastgan::cpu::int8::int8_pack_weight);
+  m.impl("int8_linear_fwd", &fastgan::cpu::int8::int8_linear_fwd);
+}
