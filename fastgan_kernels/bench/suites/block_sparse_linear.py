@@ -19,6 +19,7 @@ backend. The reference is the masked dense weight in float32.
 from __future__ import annotations
 
 import copy
+import warnings
 from types import SimpleNamespace
 
 import torch
@@ -171,7 +172,9 @@ def eager_build(case: Case, inputs):
 
 def _torch_bsr(weight: bsr.BsrWeight, bias: torch.Tensor):
     """(BSR tensor padded to whole blocks, bias padded to match)."""
-    t = weight.to_torch_bsr()
+    with warnings.catch_warnings():  # "Sparse BSR tensor support is in beta state"
+        warnings.simplefilter("ignore", UserWarning)
+        t = weight.to_torch_bsr()
     return t, F.pad(bias, (0, t.shape[0] - bias.shape[0]))
 
 
