@@ -213,6 +213,10 @@ def to_markdown(report: Report) -> str:
             t = info["timing"]
             out += [f"  - timing: min run time {t.get('min_run_time')} s, >= {t.get('min_blocks')} blocks, "
                     f"at most {t.get('max_run_time')} s per provider (this suite's setting for its case set)"]
+    out += ["", "Case sets: `fastgan-kernels bench` times each suite's default set (representative shapes; "
+            "`make bench`), `--quick` a short one, `--full` the full grid (every sparsity x block x shape, every "
+            "int8 layer and generator); `pytest benchmarks --benchmark-only` runs the full grid through "
+            "pytest-benchmark (`--fastgan-cases default|quick` for the others)."]
     out += ["", "## Summary", "",
             "Geometric means over correct rows; fast_p is the share of rows that are correct and more than "
             "p times faster than eager (KernelBench).", "",

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from ... import metrics, testing
-from ...models import linear_shapes, seed_generator, wide_generator
+from ...models import (SEED_GENERATOR_LAYERS, WIDE_GENERATOR_LAYERS, linear_shapes, seed_generator,
+                       wide_generator)
 from ..registry import SHORT_DTYPE, Case
 from ..summary import geomean, suite_check, verdict
 
@@ -31,8 +32,12 @@ def generator(name: str, dtype: torch.dtype = torch.float32, device: str = "cpu"
 
 
 def generator_layers(name: str) -> list[tuple[int, int]]:
-    """(in_features, out_features) of the named generator's layers."""
-    return linear_shapes(GENERATORS[name]())
+    """(in_features, out_features) of the named generator's layers (without building the big ones)."""
+    known = {"seed": SEED_GENERATOR_LAYERS, "wide": WIDE_GENERATOR_LAYERS}
+    factory = GENERATORS[name]
+    if name in known and factory is (seed_generator if name == "seed" else wide_generator):
+        return list(known[name])
+    return linear_shapes(factory())
 
 
 def latent(model: nn.Module, batch: int, seed: int = 0, dtype=torch.float32, device="cpu") -> torch.Tensor:

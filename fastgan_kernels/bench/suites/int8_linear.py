@@ -207,7 +207,14 @@ def qlinear_build(case, inputs):
 
 
 def int_mm_skip(case) -> str:
-    return LAYER_ONLY if _common.is_model(case) else ("" if hasattr(torch, "_int_mm") else "no torch._int_mm")
+    if _common.is_model(case):
+        return LAYER_ONLY
+    if not hasattr(torch, "_int_mm"):
+        return f"torch {torch.__version__} has no torch._int_mm"
+    d = case.dims
+    if case.device == "cuda" and not (d["M"] > 16 and d["K"] > 16 and d["K"] % 8 == 0 and d["N"] % 8 == 0):
+        return "torch._int_mm on CUDA needs M > 16, K > 16 and K, N multiples of 8"
+    return ""
 
 
 def int_mm_build(case, inputs):
