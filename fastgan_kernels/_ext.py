@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 from typing import Iterator
 
 import torch
@@ -37,8 +38,12 @@ _FEATURE_NAMES = ("avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl", 
                   "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16", "amx_permitted")
 
 
+@functools.lru_cache(maxsize=None)
 def has_kernel(op: str, dispatch_key: str) -> bool:
-    """Whether ``fastgan_ext::<op>`` has a kernel for ``dispatch_key`` ("CPU" or "CUDA")."""
+    """Whether ``fastgan_ext::<op>`` has a kernel for ``dispatch_key`` ("CPU" or "CUDA").
+
+    Cached: registrations happen when the extension is imported and do not change after.
+    """
     if not AVAILABLE:
         return False
     return torch._C._dispatch_has_kernel_for_dispatch_key(f"fastgan_ext::{op}", dispatch_key)

@@ -72,9 +72,17 @@ def unavailable_reason(backend: str, device: torch.device, ext_op: str | None = 
 
 
 def resolve(backend: str, device: torch.device, ext_op: str | None = None) -> str:
-    """The concrete backend for ``backend`` on ``device``; raises if a forced one cannot run."""
+    """The concrete backend for ``backend`` on ``device``; raises if a forced one cannot run.
+
+    Runs on every op call, so the answer is cached (it depends only on the arguments, on what
+    the extension registered at import and on TRITON_INTERPRET, which is part of the key).
+    """
     check_backend(backend)
-    device = torch.device(device)
+    return _resolve(backend, torch.device(device), ext_op, triton_interpreted())
+
+
+@functools.lru_cache(maxsize=256)
+def _resolve(backend: str, device: torch.device, ext_op: str | None, interpreted: bool) -> str:
     if backend != "auto":
         reason = unavailable_reason(backend, device, ext_op)
         if reason:

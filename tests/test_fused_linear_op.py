@@ -138,3 +138,22 @@ def test_autocast_casts_like_f_linear():
     testing.assert_close(y, ref)
     y.float().sum().backward()
     assert w.grad.dtype == torch.float32
+
+
+def test_eager_fast_path_skips_the_op_only_when_nothing_needs_it(monkeypatch):
+    import importlib
+
+    module = importlib.import_module("fastgan_kernels.ops.fused_linear")  # the package re-exports the function
+
+    x, w, b = make(4, 8, 3)
+    expected = fk.fused_linear(x, w, b)
+
+    def op_called(*args):
+        raise AssertionError("custom op used")
+
+    monkeypatch.setattr(module, "_fused_linear_op", op_called)
+    with torch.no_grad():
+        torch.testing.assert_close(fk.fused_linear(x, w, b), expected)   # no grad: direct kernel call
+    torch.testing.assert_close(fk.fused_linear(x, w, b), expected)       # nothing requires grad
+    with pytest.raises(AssertionError, match="custom op used"):
+        fk.fused_linear(x, w.requires_grad_(), b)                        # autograd needs the op

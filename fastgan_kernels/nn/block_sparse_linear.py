@@ -22,7 +22,7 @@ from torch import nn
 
 from .. import activations, backends
 from ..ops import _autocast, bsr
-from ..ops.block_sparse_linear import _block_sparse_linear_op
+from ..ops import block_sparse_linear as bsl
 from ..ops.fused_linear import fused_linear
 from .fused_linear import FusedLinear
 
@@ -164,8 +164,8 @@ class BlockSparseLinear(nn.Module):
         if self.mode == "masked":
             return fused_linear(x, self.dense_weight(), self.bias, self.activation, self.negative_slope, self.backend)
         x, values, bias = _autocast.cast(x, self.values, self.bias)
-        return _block_sparse_linear_op(x, values, self.row_ptr, self.col_idx, bias, self.out_features,
-                                       self.activation, self.negative_slope, self.backend)
+        return bsl.apply(x, values, self.row_ptr, self.col_idx, bias, self.out_features, self.activation,
+                         self.negative_slope, self.backend)
 
     # --- state_dict in either mode -----------------------------------------------------
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,

@@ -67,6 +67,7 @@ class Int8Linear(nn.Module):
         module.weight_scale.copy_(ws)
         if linear.bias is not None:
             module.bias.copy_(linear.bias.detach().float())
+        module._repack()  # the packed weight derives from weight_int8, just replaced
         module.set_scales(input_scale, output_scale)
         return module
 

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from .. import activations, backends
-from . import _autocast, _validate, bsr, reference
+from . import _autocast, _fastpath, _validate, bsr, reference
 
 _EXT_FWD = "bsr_linear_fwd"
 _EXT_BWD = "bsr_linear_bwd"
@@ -44,9 +44,9 @@ def _reference_backward(grad, y, x, values, row_ptr, col_idx, act, slope, need_x
     return gx, gw, gb
 
 
-@torch.library.custom_op("fastgan::block_sparse_linear", mutates_args=())
-def _block_sparse_linear_op(x: Tensor, values: Tensor, row_ptr: Tensor, col_idx: Tensor, bias: Optional[Tensor],
-                            out_features: int, activation: str, negative_slope: float, backend: str) -> Tensor:
+def forward(x: Tensor, values: Tensor, row_ptr: Tensor, col_idx: Tensor, bias: Optional[Tensor],
+            out_features: int, activation: str, negative_slope: float, backend: str) -> Tensor:
+    """The op's computation; through the custom op, or directly on the eager fast path (see ``apply``)."""
     act = int(activations.check_activation(activation, negative_slope))
     chosen = backends.resolve(backend, x.device, _EXT_FWD)
     k = x.shape[-1]
@@ -59,6 +59,19 @@ def _block_sparse_linear_op(x: Tensor, values: Tensor, row_ptr: Tensor, col_idx:
     else:
         y = _reference_forward(x2, values, row_ptr, col_idx, bias, out_features, act, negative_slope)
     return y.reshape(*x.shape[:-1], out_features)
+
+
+@torch.library.custom_op("fastgan::block_sparse_linear", mutates_args=())
+def _block_sparse_linear_op(x: Tensor, values: Tensor, row_ptr: Tensor, col_idx: Tensor, bias: Optional[Tensor],
+                            out_features: int, activation: str, negative_slope: float, backend: str) -> Tensor:
+    return forward(x, values, row_ptr, col_idx, bias, out_features, activation, negative_slope, backend)
+
+
+def apply(x: Tensor, values: Tensor, row_ptr: Tensor, col_idx: Tensor, bias: Optional[Tensor], out_features: int,
+          activation: str, negative_slope: float, backend: str) -> Tensor:
+    """The custom op, or the kernel directly when nothing needs the op's machinery (ops/_fastpath.py)."""
+    run = forward if _fastpath.eligible(x, values, bias) else _block_sparse_linear_op
+    return run(x, values, row_ptr, col_idx, bias, out_features, activation, negative_slope, backend)
 
 
 @_block_sparse_linear_op.register_fake
@@ -161,5 +174,5 @@ def block_sparse_linear(x: Tensor, weight: "bsr.BsrWeight", bias: Optional[Tenso
         bsr.check_indices(values, weight.row_ptr, weight.col_idx, weight.shape, "block_sparse_linear")
     act = activations.check_activation(activation, negative_slope)
     backends.check_backend(backend)
-    return _block_sparse_linear_op(x, values, weight.row_ptr, weight.col_idx, bias, n,
-                                   activations.name(act), float(negative_slope), backend)
+    return apply(x, values, weight.row_ptr, weight.col_idx, bias, n, activations.name(act), float(negative_slope),
+                 backend)

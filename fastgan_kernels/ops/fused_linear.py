@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from .. import activations, backends
-from . import _autocast, _validate, reference
+from . import _autocast, _fastpath, _validate, reference
 
 _EXT_FWD = "fused_linear_fwd"
 _EXT_BWD = "fused_linear_bwd"
@@ -49,14 +49,19 @@ def _backward_2d(backend: str, grad: Tensor, y: Optional[Tensor], x: Tensor, wei
     return reference.fused_linear_backward(grad, y, x, weight, act, slope, need_x, need_w, need_b)
 
 
-@torch.library.custom_op("fastgan::fused_linear", mutates_args=())
-def _fused_linear_op(x: Tensor, weight: Tensor, bias: Optional[Tensor], activation: str,
-                     negative_slope: float, backend: str) -> Tensor:
+def _forward(x: Tensor, weight: Tensor, bias: Optional[Tensor], activation: str, negative_slope: float,
+             backend: str) -> Tensor:
     act = activations.check_activation(activation, negative_slope)
     chosen = backends.resolve(backend, x.device, _EXT_FWD)
     n, k = weight.shape
     y = _forward_2d(chosen, x.reshape(-1, k), weight, bias, int(act), float(negative_slope))
     return y.reshape(*x.shape[:-1], n)
+
+
+@torch.library.custom_op("fastgan::fused_linear", mutates_args=())
+def _fused_linear_op(x: Tensor, weight: Tensor, bias: Optional[Tensor], activation: str,
+                     negative_slope: float, backend: str) -> Tensor:
+    return _forward(x, weight, bias, activation, negative_slope, backend)
 
 
 @_fused_linear_op.register_fake
@@ -134,4 +139,5 @@ def fused_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, activ
     _validate.check_linear(x, weight, bias, "fused_linear")
     act = activations.check_activation(activation, negative_slope)
     backends.check_backend(backend)
-    return _fused_linear_op(x, weight, bias, activations.name(act), float(negative_slope), backend)
+    run = _forward if _fastpath.eligible(x, weight, bias) else _fused_linear_op
+    return run(x, weight, bias, activations.name(act), float(negative_slope), backend)

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from .. import activations, backends
-from . import _validate
+from . import _fastpath, _validate
 
 MAX_K = (2 ** 31 - 1) // (127 * 127)  # 133143: largest K whose int32 accumulator cannot overflow
 FLOAT_OUT = (torch.float32, torch.bfloat16, torch.float16)
@@ -89,8 +89,7 @@ def reference_int8_linear(xq, x_scale, wq, w_scale, bias, act, slope, out_dtype,
 
 
 # --- custom ops --------------------------------------------------------------------------------
-@torch.library.custom_op("fastgan::quantize_per_token", mutates_args=())
-def _quantize_per_token_op(x: Tensor, backend: str) -> tuple[Tensor, Tensor]:
+def _quantize_per_token(x: Tensor, backend: str) -> tuple[Tensor, Tensor]:
     chosen = backends.resolve(backend, x.device, "quantize_per_token")
     k = x.shape[-1]
     x2 = x.reshape(-1, k)
@@ -103,13 +102,17 @@ def _quantize_per_token_op(x: Tensor, backend: str) -> tuple[Tensor, Tensor]:
     return q.reshape(x.shape), scale.reshape(x.shape[:-1])
 
 
+@torch.library.custom_op("fastgan::quantize_per_token", mutates_args=())
+def _quantize_per_token_op(x: Tensor, backend: str) -> tuple[Tensor, Tensor]:
+    return _quantize_per_token(x, backend)
+
+
 @_quantize_per_token_op.register_fake
 def _(x, backend):
     return x.new_empty(x.shape, dtype=torch.int8), x.new_empty(x.shape[:-1], dtype=torch.float32)
 
 
-@torch.library.custom_op("fastgan::quantize_per_tensor", mutates_args=())
-def _quantize_per_tensor_op(x: Tensor, scale: Tensor, backend: str) -> Tensor:
+def _quantize_per_tensor(x: Tensor, scale: Tensor, backend: str) -> Tensor:
     chosen = backends.resolve(backend, x.device, "quantize_per_tensor")
     x2 = x.reshape(-1, x.shape[-1])
     if chosen in ("cpu_ext", "cuda_ext"):
@@ -121,15 +124,19 @@ def _quantize_per_tensor_op(x: Tensor, scale: Tensor, backend: str) -> Tensor:
     return q.reshape(x.shape)
 
 
+@torch.library.custom_op("fastgan::quantize_per_tensor", mutates_args=())
+def _quantize_per_tensor_op(x: Tensor, scale: Tensor, backend: str) -> Tensor:
+    return _quantize_per_tensor(x, scale, backend)
+
+
 @_quantize_per_tensor_op.register_fake
 def _(x, scale, backend):
     return x.new_empty(x.shape, dtype=torch.int8)
 
 
-@torch.library.custom_op("fastgan::int8_linear", mutates_args=())
-def _int8_linear_op(xq: Tensor, x_scale: Tensor, wq: Tensor, w_scale: Tensor, bias: Optional[Tensor],
-                    w_packed: Optional[Tensor], activation: str, negative_slope: float, out_dtype: torch.dtype,
-                    out_scale: Optional[Tensor], backend: str) -> Tensor:
+def _int8_linear(xq: Tensor, x_scale: Tensor, wq: Tensor, w_scale: Tensor, bias: Optional[Tensor],
+                 w_packed: Optional[Tensor], activation: str, negative_slope: float, out_dtype: torch.dtype,
+                 out_scale: Optional[Tensor], backend: str) -> Tensor:
     act = int(activations.check_activation(activation, negative_slope))
     chosen = backends.resolve(backend, xq.device, "int8_linear_fwd")
     n, k = wq.shape
@@ -143,6 +150,14 @@ def _int8_linear_op(xq: Tensor, x_scale: Tensor, wq: Tensor, w_scale: Tensor, bi
     else:
         y = reference_int8_linear(x2, xs, wq, w_scale, bias, act, negative_slope, out_dtype, out_scale)
     return y.reshape(*xq.shape[:-1], n)
+
+
+@torch.library.custom_op("fastgan::int8_linear", mutates_args=())
+def _int8_linear_op(xq: Tensor, x_scale: Tensor, wq: Tensor, w_scale: Tensor, bias: Optional[Tensor],
+                    w_packed: Optional[Tensor], activation: str, negative_slope: float, out_dtype: torch.dtype,
+                    out_scale: Optional[Tensor], backend: str) -> Tensor:
+    return _int8_linear(xq, x_scale, wq, w_scale, bias, w_packed, activation, negative_slope, out_dtype, out_scale,
+                        backend)
 
 
 @_int8_linear_op.register_fake
@@ -188,7 +203,8 @@ def quantize_per_token(x: Tensor, backend: str = "auto", check_finite: bool = Tr
     _validate.check_float(x, "quantize_per_token: x")
     _validate.check_input(x, x.shape[-1] if x.dim() else 0, "quantize_per_token")
     backends.check_backend(backend)
-    q, scale = _quantize_per_token_op(x, backend)
+    run = _quantize_per_token if _fastpath.eligible(x) else _quantize_per_token_op
+    q, scale = run(x, backend)
     if check_finite and _marks_non_finite(backend, x.device, "quantize_per_token"):
         _raise_if_marked(torch.isnan(scale), "quantize_per_token")
     return q, scale
@@ -201,7 +217,8 @@ def quantize_per_tensor(x: Tensor, scale: Tensor, backend: str = "auto", check_f
     _validate.check_input(x, x.shape[-1] if x.dim() else 0, "quantize_per_tensor")
     _check_scale(scale, "scale", (1,), x.device, "quantize_per_tensor")
     backends.check_backend(backend)
-    q = _quantize_per_tensor_op(x, scale.reshape(1), backend)
+    run = _quantize_per_tensor if _fastpath.eligible(x, scale) else _quantize_per_tensor_op
+    q = run(x, scale.reshape(1), backend)
     if check_finite and _marks_non_finite(backend, x.device, "quantize_per_tensor"):
         _raise_if_marked(q == -128, "quantize_per_tensor")
     return q
@@ -261,5 +278,6 @@ def int8_linear(xq: Tensor, x_scale: Tensor, wq: Tensor, w_scale: Tensor, bias: 
         raise ValueError(f"{op}: out_dtype=torch.int32 returns the raw accumulator; bias and activation "
                          f"must be None and 'identity'")
     backends.check_backend(backend)
-    return _int8_linear_op(xq, x_scale.reshape(-1), wq, w_scale, bias, w_packed, activations.name(act),
+    run = _int8_linear if _fastpath.eligible(xq, x_scale, wq, w_scale, bias, w_packed, out_scale) else _int8_linear_op
+    return run(xq, x_scale.reshape(-1), wq, w_scale, bias, w_packed, activations.name(act),
                            float(negative_slope), out_dtype, out_scale, backend)
