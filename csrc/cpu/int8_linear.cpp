@@ -60,9 +60,11 @@ Split split_work(int64_t M, int64_t K, int64_t nblocks, int64_t cols_per_block, 
   const int64_t row_units = std::max<int64_t>(1, ceil_div(M, row_unit));
   if (nblocks < 2 * threads) s.msplit = std::min(row_units, ceil_div(2 * threads, std::max<int64_t>(1, nblocks)));
   s.tasks = std::max<int64_t>(1, nblocks) * s.msplit;
-  // About 0.5 M multiply-adds per thread before a second thread is worth its start-up.
+  // At least ~4 M multiply-adds (~10-20 us) per thread: a parallel region costs a few us, and
+  // on a busy machine a descheduled team member stalls the whole region, so small layers
+  // stay on one thread.
   const int64_t macs = std::max<int64_t>(1, ceil_div(M, s.msplit) * cols_per_block * std::max<int64_t>(K, 1));
-  s.grain = std::max<int64_t>(1, (int64_t{1} << 19) / macs);
+  s.grain = std::max<int64_t>(1, (int64_t{1} << 22) / macs);
   return s;
 }
 
@@ -86,7 +88,8 @@ void check_2d(const at::Tensor& t, const char* op, const char* name) {
 void quantize(const QuantArgs& a, const char* op) {
   const bool vec = isa_level() >= kAvx512;
   std::atomic<int64_t> bad{a.M};
-  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 14) / std::max<int64_t>(1, a.K));
+  // ~64 K elements (~15 us) per thread at least (see split_work).
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, a.K));
   parallel_for(0, a.M, grain, [&](int64_t b, int64_t e) {
     const int64_t r = vec ? quantize_rows_avx512(a, b, e) : quantize_rows_portable(a, b, e);
     if (r < 0) return;

@@ -58,12 +58,16 @@ static FASTGAN_VNNI_TARGET void pack_a_panel(const GemmArgs& g, int64_t m0, int 
     int64_t k = 0;
     if (g.cs == 1) {
       const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
-      // 16 groups of 4 k at a time: 64 bytes in, 16 scattered 4-byte words out.
-      for (; k + 64 <= g.K; k += 64) {
+      // 16 groups of 4 k at a time: 64 bytes in, 16 scattered 4-byte words out (the tail
+      // masked: its missing bytes become 0x80, i.e. x = 0).
+      for (; k < g.K; k += 64) {
+        const int64_t left = g.K - k;
+        const __mmask64 m = left >= 64 ? ~__mmask64{0} : (__mmask64{1} << left) - 1;
         alignas(64) int32_t w[16];
-        _mm512_store_si512(w, _mm512_xor_si512(_mm512_loadu_si512(src + k), flip));
+        _mm512_store_si512(w, _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, src + k), flip));
         uint8_t* dk = d + (k / kGroup) * (kMR * kGroup);
-        for (int j = 0; j < 16; ++j) *reinterpret_cast<i32_alias*>(dk + j * kMR * kGroup) = w[j];
+        const int64_t groups = left >= 64 ? 16 : ceil_div(left, kGroup);
+        for (int j = 0; j < groups; ++j) *reinterpret_cast<i32_alias*>(dk + j * kMR * kGroup) = w[j];
       }
     }
     for (; k < g.K; ++k)
