@@ -144,3 +144,20 @@ def test_tiny_real_sweep_run():
     assert {r.peer for r in report.rows} == {sweep.DENSE}
     (line,) = [c for c in report.target_checks() if c["name"] == "break_even"]
     assert "fastgan:reference beats" in line["text"]
+
+
+def test_a_call_longer_than_max_run_time_is_timed_once(suite):
+    """The slow peers' bound: a checked call past max_run_time is the provider's single sample."""
+    import time as _time
+
+    def slow(case, inputs):
+        return lambda: (_time.sleep(0.12), bs.eager_build(case, inputs)())[1]
+
+    config = timing.TimingConfig(min_run_time=0.01, min_blocks=3, target_blocks=3, max_run_time=0.1)
+    case = suite.make_case({"M": 4, "K": 32, "N": 32, "sparsity": 50, "block": 16}, torch.float32, "cpu")
+    report = Report()
+    rows = runner.run_case(suite, case, [suite.provider("eager"), registry.Provider("slow", "peer", slow)],
+                           report, config)
+    assert rows[1].samples == 1 and rows[1].calls == 1 and rows[1].timing_mode == timing.CPU_SINGLE_CALL_MODE
+    assert rows[1].median_s == rows[1].first_call_s >= 0.12
+    assert rows[0].samples >= 3 and rows[0].timing_mode == timing.CPU_MODE

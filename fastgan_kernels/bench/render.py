@@ -168,7 +168,9 @@ def to_text(report: Report) -> str:
               summary_table(report.summary(), _table)]
     parts += target_lines(report)
     if report.duration_s is not None:
-        parts.append(f"ran in {report.duration_s:.0f} s")
+        per_suite = ", ".join(f"{op} {info['duration_s']:.0f} s" for op, info in report.suites.items()
+                              if info.get("duration_s") is not None)
+        parts.append(f"ran in {report.duration_s:.0f} s" + (f" ({per_suite})" if per_suite else ""))
     return "\n".join(parts)
 
 
@@ -198,7 +200,8 @@ def to_markdown(report: Report) -> str:
            + (f"; source {m['source']}" if m.get("source") else ""),
            f"- Device benchmarked: {s.get('device')}; timing: `{s.get('timing_mode')}` "
            f"(min run time {timing.get('min_run_time')} s, >= {timing.get('min_blocks')} blocks per provider "
-           f"on CPU; warm-up {timing.get('warmup_ms')} ms / {timing.get('rep_ms')} ms of calls on GPU); "
+           f"on CPU, at most {timing.get('max_run_time')} s, and a call longer than that timed once, by its "
+           f"checked call; warm-up {timing.get('warmup_ms')} ms / {timing.get('rep_ms')} ms of calls on GPU); "
            f"quick: {s.get('quick')}" + (f"; case set: {s['case_set']}" if s.get("case_set") else ""),
            f"- Allocator (same for every provider): {s.get('allocator', {}).get('summary', '-')}",
            f"- Load average at start / end: {s.get('loadavg_start')} / {s.get('loadavg_end')}; CPU busy with "
@@ -207,7 +210,8 @@ def to_markdown(report: Report) -> str:
     if busy_warning(report):
         out += [f"> **{busy_warning(report)}**", ""]
     for op, info in report.suites.items():
-        out += [f"- `{op}`: {info.get('description')}"]
+        took = f" ({info['duration_s']:.0f} s)" if info.get("duration_s") is not None else ""
+        out += [f"- `{op}`{took}: {info.get('description')}"]
         out += [f"  - {k}: {val}" for k, val in info.get("notes", {}).items()]
         if info.get("timing"):
             t = info["timing"]

@@ -53,6 +53,7 @@ class Row:
     psnr_db: Optional[float] = None
     peer: Optional[str] = None            # the suite's strongest peer in this case (Suite.peer_group)
     speedup_vs_peer: Optional[float] = None
+    first_call_s: Optional[float] = None  # the checked call (it includes any one-time cost)
 
     def set_timing(self, median: float, p20: float, p80: float, calls: int, samples: int, mode: str) -> None:
         self.median_s, self.p20_s, self.p80_s = median, p20, p80

@@ -25,6 +25,8 @@ from typing import Callable, Sequence
 CPU_MODE = "cpu-blocked-autorange"
 CUDA_EVENTS_MODE = "cuda-events-l2-flush"
 CUDA_GRAPH_MODE = "cuda-graph-warm-l2"
+# CPU: a call longer than ``max_run_time`` is timed once, by its checked call (see runner.run_case).
+CPU_SINGLE_CALL_MODE = "cpu-single-call"
 
 
 def quantile(values: Sequence[float], q: float) -> float:
