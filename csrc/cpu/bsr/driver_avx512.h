@@ -105,6 +105,12 @@ int threads_of(double fmas) {
 
 // ---- forward -------------------------------------------------------------------------------
 
+// L2 shares (of 1 MiB on Zen 4, 2 MiB on Sapphire Rapids): the B of a group of lines, and
+// the A panels of a chunk of m-tiles (problem.h: grouped_walk).
+constexpr int64_t kGroupBytes = 320 << 10, kChunkBytes = 256 << 10;
+
+inline int64_t chunk_tiles(int64_t kp, int64_t esz) { return kChunkBytes / (kMR * kp * esz); }
+
 template <class KT>
 void forward_range(const Forward& p, const typename KT::Elem* xp, int64_t u0, int64_t u1) {
   using E = typename KT::Elem;
@@ -112,33 +118,55 @@ void forward_range(const Forward& p, const typename KT::Elem* xp, int64_t u0, in
   const int64_t bn = w.bn, bk = w.bk, Kp = w.nbc * bk, mt = ceil_div(p.M, kMR);
   const int TW = tile_width(bn);
   const int64_t esz = gemm::dtype_size(p.ydtype), vsz = gemm::dtype_size(w.vdtype);
-  for (int64_t u = u0; u < u1;) {
-    const int64_t r = u / mt, i0 = u % mt, i1 = std::min(mt, i0 + (u1 - u));
-    u += i1 - i0;
-    const int64_t j0 = w.row_ptr[r], nr = w.row_ptr[r + 1] - j0;
-    const int64_t tiles = std::min<int64_t>(bn / TW, ceil_div(w.N - r * bn, TW));  // tiles inside N
-    E* wp = static_cast<E*>(scratch<KT>(2).get(sizeof(E) * std::max<int64_t>(1, nr * bk * bn)));
-    for (int64_t t = 0; t < tiles; ++t)  // B panels: tile t of block jj at (t * nr + jj) * bk * TW
-      for (int64_t jj = 0; jj < nr; ++jj) {
-        const char* blk = static_cast<const char*>(w.values) + ((j0 + jj) * bn + t * TW) * bk * vsz;
-        pack_tw<KT>(TW, Operand{blk, bk, 1, w.vdtype}, TW, bk, bk, wp + (t * nr + jj) * bk * TW);
-      }
-    for (int64_t i = i0; i < i1; ++i) {
-      const int rows = static_cast<int>(std::min<int64_t>(kMR, p.M - kMR * i));
-      for (int64_t t = 0; t < tiles; ++t) {
-        const int64_t n0 = r * bn + t * TW;
-        Segs s;
-        s.a = xp + i * Kp * kMR, s.a_idx = w.col_idx + j0, s.a_step = bk * kMR;
-        s.b = wp + t * nr * bk * TW, s.b_step = bk * TW;
-        s.n = static_cast<int>(nr), s.k = bk;
-        TileOut o;
-        o.rows = rows, o.cols = static_cast<int>(std::min<int64_t>(TW, w.N - n0));
-        o.out = static_cast<char*>(p.y) + (kMR * i * w.N + n0) * esz, o.ldc = w.N, o.dtype = p.ydtype;
-        o.bias = p.bias ? p.bias + n0 : nullptr, o.act = p.act, o.slope = p.slope;
-        KT::tile(rows, o.cols, TW)(s, o);
-      }
+  auto nnz_of = [&](int64_t r) -> int64_t { return w.row_ptr[r + 1] - w.row_ptr[r]; };
+  auto tiles_of = [&](int64_t r) { return std::min<int64_t>(bn / TW, ceil_div(w.N - r * bn, TW)); };  // inside N
+  E* wp = nullptr;
+  int64_t r_first = 0;
+  static thread_local std::vector<int64_t> offset;  // of each row's panels in wp
+  // The next group's kept blocks (contiguous in values) are prefetched into L2 while this
+  // group computes, a share per tile, so packing them does not wait on DRAM (small M).
+  const char* ahead = nullptr;
+  int64_t ahead_left = 0, ahead_share = 0;
+  auto prepare = [&](int64_t r0, int64_t r1, int64_t r2) {
+    ahead = static_cast<const char*>(w.values) + w.row_ptr[r1] * bn * bk * vsz;
+    ahead_left = (w.row_ptr[r2] - w.row_ptr[r1]) * bn * bk * vsz / 64;
+    ahead_share = ceil_div(ahead_left, std::max<int64_t>(1, std::min(mt, ceil_div(u1 - u0, r1 - r0)) * (r1 - r0) *
+                                                               (bn / TW)));
+    offset.assign(r1 - r0 + 1, 0);
+    for (int64_t r = r0; r < r1; ++r) offset[r - r0 + 1] = offset[r - r0] + nnz_of(r) * bk * bn;
+    wp = static_cast<E*>(scratch<KT>(2).get(sizeof(E) * std::max<int64_t>(1, offset[r1 - r0])));
+    r_first = r0;
+    for (int64_t r = r0; r < r1; ++r) {  // tile t of block jj of row r at offset + (t * nnz + jj) * bk * TW
+      const int64_t j0 = w.row_ptr[r], nr = nnz_of(r);
+      for (int64_t t = 0; t < tiles_of(r); ++t)
+        for (int64_t jj = 0; jj < nr; ++jj) {
+          const char* blk = static_cast<const char*>(w.values) + ((j0 + jj) * bn + t * TW) * bk * vsz;
+          pack_tw<KT>(TW, Operand{blk, bk, 1, w.vdtype}, TW, bk, bk, wp + offset[r - r0] + (t * nr + jj) * bk * TW);
+        }
     }
-  }
+  };
+  auto body = [&](int64_t r, int64_t i) {
+    const int64_t j0 = w.row_ptr[r], nr = nnz_of(r);
+    const int rows = static_cast<int>(std::min<int64_t>(kMR, p.M - kMR * i));
+    for (int64_t t = 0; t < tiles_of(r); ++t) {
+      const int64_t n0 = r * bn + t * TW;
+      Segs s;
+      s.a = xp + i * Kp * kMR, s.a_idx = w.col_idx + j0, s.a_step = bk * kMR;
+      s.b = wp + offset[r - r_first] + t * nr * bk * TW, s.b_step = bk * TW;
+      s.n = static_cast<int>(nr), s.k = bk;
+      if (ahead_left > 0 && nr > 0) {
+        s.ahead = ahead, s.ahead_lines = static_cast<int>(std::min(ahead_share, ahead_left));
+        ahead += 64 * s.ahead_lines, ahead_left -= s.ahead_lines;
+      }
+      TileOut o;
+      o.rows = rows, o.cols = static_cast<int>(std::min<int64_t>(TW, w.N - n0));
+      o.out = static_cast<char*>(p.y) + (kMR * i * w.N + n0) * esz, o.ldc = w.N, o.dtype = p.ydtype;
+      o.bias = p.bias ? p.bias + n0 : nullptr, o.act = p.act, o.slope = p.slope;
+      KT::tile(rows, o.cols, TW)(s, o);
+    }
+  };
+  grouped_walk(u0, u1, mt, kGroupBytes / static_cast<int64_t>(sizeof(E)), chunk_tiles(Kp, sizeof(E)),
+               [&](int64_t r) { return nnz_of(r) * bk * bn; }, prepare, body);
 }
 
 template <class KT>
@@ -170,40 +198,47 @@ void grad_x_range(const Backward& p, const typename KT::Elem* gp, int64_t u0, in
   const int TW = tile_width(bk);
   const int64_t esz = gemm::dtype_size(p.x.dtype), vsz = gemm::dtype_size(w.vdtype);
   const bool in_place = KT::b_in_place(w);
-  for (int64_t u = u0; u < u1;) {
-    const int64_t c = u / mt, i0 = u % mt, i1 = std::min(mt, i0 + (u1 - u));
-    u += i1 - i0;
-    const int64_t t0 = w.t_row_ptr[c], nc = w.t_row_ptr[c + 1] - t0;
-    const int64_t tiles = std::min<int64_t>(bk / TW, ceil_div(w.K - c * bk, TW));
-    const E* bsrc = static_cast<const E*>(w.values);
-    if (!in_place) {  // the column's blocks as B panels [bn][TW], tile t of block ii at (t * nc + ii)
-      E* bp = static_cast<E*>(scratch<KT>(2).get(sizeof(E) * std::max<int64_t>(1, nc * bk * bn)));
-      for (int64_t t = 0; t < tiles; ++t)
+  auto nnz_of = [&](int64_t c) -> int64_t { return w.t_row_ptr[c + 1] - w.t_row_ptr[c]; };
+  auto tiles_of = [&](int64_t c) { return std::min<int64_t>(bk / TW, ceil_div(w.K - c * bk, TW)); };  // inside K
+  E* bp = nullptr;
+  int64_t c_first = 0;
+  static thread_local std::vector<int64_t> offset;  // of each column's panels in bp
+  auto prepare = [&](int64_t c0, int64_t c1, int64_t) {
+    c_first = c0;
+    if (in_place) return;
+    offset.assign(c1 - c0 + 1, 0);
+    for (int64_t c = c0; c < c1; ++c) offset[c - c0 + 1] = offset[c - c0] + nnz_of(c) * bk * bn;
+    bp = static_cast<E*>(scratch<KT>(2).get(sizeof(E) * std::max<int64_t>(1, offset[c1 - c0])));
+    for (int64_t c = c0; c < c1; ++c) {  // tile t of block ii of column c at offset + (t * nnz + ii) * bn * TW
+      const int64_t t0 = w.t_row_ptr[c], nc = nnz_of(c);
+      for (int64_t t = 0; t < tiles_of(c); ++t)
         for (int64_t ii = 0; ii < nc; ++ii) {
           const char* blk = static_cast<const char*>(w.values) + (w.t_block[t0 + ii] * bn * bk + t * TW) * vsz;
-          pack_tw<KT>(TW, Operand{blk, 1, bk, w.vdtype}, TW, bn, bn, bp + (t * nc + ii) * bn * TW);
+          pack_tw<KT>(TW, Operand{blk, 1, bk, w.vdtype}, TW, bn, bn, bp + offset[c - c0] + (t * nc + ii) * bn * TW);
         }
-      bsrc = bp;
     }
-    for (int64_t i = i0; i < i1; ++i) {
-      const int rows = static_cast<int>(std::min<int64_t>(kMR, p.M - kMR * i));
-      for (int64_t t = 0; t < tiles; ++t) {
-        const int64_t k0 = c * bk + t * TW;
-        Segs s;
-        s.a = gp + i * Np * kMR, s.a_idx = w.t_col_idx + t0, s.a_step = bn * kMR;
-        if (in_place) {
-          s.b = bsrc + t * TW, s.b_idx = w.t_block + t0, s.b_step = bn * bk;
-        } else {
-          s.b = bsrc + t * nc * bn * TW, s.b_step = bn * TW;
-        }
-        s.n = static_cast<int>(nc), s.k = bn;
-        TileOut o;
-        o.rows = rows, o.cols = static_cast<int>(std::min<int64_t>(TW, w.K - k0));
-        o.out = static_cast<char*>(p.gx) + (kMR * i * w.K + k0) * esz, o.ldc = w.K, o.dtype = p.x.dtype;
-        KT::tile(rows, o.cols, in_place ? static_cast<int>(bk) : TW)(s, o);
+  };
+  auto body = [&](int64_t c, int64_t i) {
+    const int64_t t0 = w.t_row_ptr[c], nc = nnz_of(c);
+    const int rows = static_cast<int>(std::min<int64_t>(kMR, p.M - kMR * i));
+    for (int64_t t = 0; t < tiles_of(c); ++t) {
+      const int64_t k0 = c * bk + t * TW;
+      Segs s;
+      s.a = gp + i * Np * kMR, s.a_idx = w.t_col_idx + t0, s.a_step = bn * kMR;
+      if (in_place) {  // values[t_block[..]] rows are B rows of stride bk
+        s.b = static_cast<const E*>(w.values) + t * TW, s.b_idx = w.t_block + t0, s.b_step = bn * bk;
+      } else {
+        s.b = bp + offset[c - c_first] + t * nc * bn * TW, s.b_step = bn * TW;
       }
+      s.n = static_cast<int>(nc), s.k = bn;
+      TileOut o;
+      o.rows = rows, o.cols = static_cast<int>(std::min<int64_t>(TW, w.K - k0));
+      o.out = static_cast<char*>(p.gx) + (kMR * i * w.K + k0) * esz, o.ldc = w.K, o.dtype = p.x.dtype;
+      KT::tile(rows, o.cols, in_place ? static_cast<int>(bk) : TW)(s, o);
     }
-  }
+  };
+  grouped_walk(u0, u1, mt, kGroupBytes / static_cast<int64_t>(sizeof(E)), chunk_tiles(Np, sizeof(E)),
+               [&](int64_t c) { return nnz_of(c) * bk * bn; }, prepare, body);
 }
 
 template <class KT>

@@ -108,6 +108,42 @@ std::vector<int64_t> balanced_bounds(int64_t lines, int64_t tiles, int parts, co
   return bounds;
 }
 
+// Walks the units [u0, u1) of (line l, m-tile i), u = l * mt + i, blocked for the caches:
+//   for each group of consecutive lines whose B data (bytes(l)) fits `budget` (>= 1 line):
+//     prepare(l0, l1, l2)            [l0, l1) the group, [l1, l2) the next one (to prefetch)
+//     for each chunk of `chunk` m-tiles:
+//       for each line l of the group: for each m-tile i of the chunk: body(l, i)
+// so the group's B stays in L2 across all m-tiles (read once from memory), the chunk's A
+// panels (x rows, all of K) stay in L2 across the group's lines (read once per group), and
+// one line's B stays in L1 across the m-tiles of a chunk.
+template <class Bytes, class Prepare, class Body>
+void grouped_walk(int64_t u0, int64_t u1, int64_t mt, int64_t budget, int64_t chunk, const Bytes& bytes,
+                  const Prepare& prepare, const Body& body) {
+  if (u0 >= u1) return;
+  const int64_t last = (u1 - 1) / mt;
+  auto group_end = [&](int64_t l0) {
+    int64_t l1 = l0 + 1, size = bytes(l0);
+    while (l1 <= last && size + bytes(l1) <= budget) size += bytes(l1++);
+    return l1;
+  };
+  chunk = std::max<int64_t>(1, chunk);
+  for (int64_t l0 = u0 / mt, l1 = group_end(l0); l0 <= last;) {
+    const int64_t l2 = l1 <= last ? group_end(l1) : l1;
+    prepare(l0, l1, l2);
+    // a one-line group may be the range's first (starting late) or last (ending early) line
+    const bool single = l1 - l0 == 1;
+    const int64_t lo = single ? std::max<int64_t>(0, u0 - l0 * mt) : 0;
+    const int64_t hi = single ? std::min<int64_t>(mt, u1 - l0 * mt) : mt;
+    for (int64_t ic = lo; ic < hi; ic += chunk)
+      for (int64_t l = l0; l < l1; ++l)
+        for (int64_t i = ic; i < std::min(hi, ic + chunk); ++i) {
+          const int64_t u = l * mt + i;
+          if (u >= u0 && u < u1) body(l, i);
+        }
+    l0 = l1, l1 = l2;
+  }
+}
+
 // Threads for a problem of `fmas` multiply-adds (as drive() in gemm/driver.h decides).
 inline int threads_for(double fmas, int available) {
   if (fmas < 16384.0 * 4) return 1;

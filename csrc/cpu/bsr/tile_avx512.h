@@ -10,7 +10,8 @@
 // so the kept blocks of a block row are consumed without leaving the registers: no
 // partial sums are stored between blocks. While segment s runs, the A segment of s + 1
 // (scattered in the packed x) is prefetched into L1, spread over the first half of its k
-// steps (b is a contiguous stream or a block the hardware prefetchers follow).
+// steps (b is a contiguous stream or a block the hardware prefetchers follow); the driver
+// may also hand each tile a share of what it reads next, prefetched into L2 (Segs::ahead).
 #pragma once
 #if defined(__x86_64__)
 
@@ -36,23 +37,39 @@ struct Segs {
   int64_t b_step = 0;
   int n = 0;       // segments
   int64_t k = 0;   // k per segment (even for bf16)
+  // Optional: `ahead_lines` cache lines from `ahead` (what the driver reads next, e.g. the
+  // next group's kept blocks) to prefetch into L2 over this tile's k steps.
+  const char* ahead = nullptr;
+  int ahead_lines = 0;
 };
 
-// The next A segment's cache lines, one per `every` k steps, into L1.
-struct NextSegment {
+// One prefetch stream: `left` lines from p, one per `every` k steps.
+template <int HINT>
+struct Stream {
   const char* p = nullptr;
   int left = 0, every = 1, wait = 0;
-  __attribute__((always_inline)) void aim(const char* next, int lines, int64_t steps) {
-    p = next, left = lines, wait = 0;
-    every = static_cast<int>(steps / (2 * lines));
+  __attribute__((always_inline)) void aim(const char* from, int lines, int64_t steps) {
+    p = from, left = lines, wait = 0;
+    every = lines > 0 ? static_cast<int>(steps / (2 * lines)) : 1;  // spread over the first half
     if (every < 1) every = 1;
   }
   __attribute__((always_inline)) void step() {
     if (left <= 0 || --wait > 0) return;
     wait = every;
-    _mm_prefetch(p, _MM_HINT_T0);
+    _mm_prefetch(p, static_cast<_mm_hint>(HINT));
     p += 64;
     --left;
+  }
+};
+
+// The tile's prefetches: the next A segment (scattered in the packed x) into L1, and the
+// driver's look-ahead into L2.
+struct TilePrefetch {
+  Stream<_MM_HINT_T0> next_a;
+  Stream<_MM_HINT_T1> ahead;
+  __attribute__((always_inline)) void step() {
+    next_a.step();
+    ahead.step();
   }
 };
 
@@ -74,9 +91,10 @@ static FASTGAN_AVX512_TARGET void seg_tile_f32(const Segs& s, const TileOut& o) 
     for (int v = 0; v < V; ++v) c[r][v] = _mm512_setzero_ps();
   const __mmask16 tail = lanes_mask(o.cols - 16 * (V - 1));
   const int lines = static_cast<int>((s.k * kMR * 4 + 63) / 64);
-  NextSegment pf;
+  TilePrefetch pf;
+  pf.ahead.aim(s.ahead, s.ahead_lines, s.n * s.k);
   for (int i = 0; i < s.n; ++i) {
-    if (i + 1 < s.n) pf.aim(reinterpret_cast<const char*>(seg_a<float>(s, i + 1)), lines, s.k);
+    if (i + 1 < s.n) pf.next_a.aim(reinterpret_cast<const char*>(seg_a<float>(s, i + 1)), lines, s.k);
     f32_steps<R, V, BS>(c, s.k, seg_a<float>(s, i), seg_b<float>(s, i), pf);
   }
   tile_epilogue<R, V>(c, o, tail);
@@ -91,9 +109,10 @@ static __attribute__((target(FASTGAN_AVX512_BF16_FEATURES))) void seg_tile_bf16(
     for (int v = 0; v < V; ++v) c[r][v] = _mm512_setzero_ps();
   const __mmask16 tail = lanes_mask(o.cols - 16 * (V - 1));
   const int lines = static_cast<int>((s.k * kMR * 2 + 63) / 64);
-  NextSegment pf;
+  TilePrefetch pf;
+  pf.ahead.aim(s.ahead, s.ahead_lines, s.n * s.k / 2);
   for (int i = 0; i < s.n; ++i) {
-    if (i + 1 < s.n) pf.aim(reinterpret_cast<const char*>(seg_a<uint16_t>(s, i + 1)), lines, s.k / 2);
+    if (i + 1 < s.n) pf.next_a.aim(reinterpret_cast<const char*>(seg_a<uint16_t>(s, i + 1)), lines, s.k / 2);
     bf16_steps<R, V, BS>(c, s.k / 2, seg_a<uint16_t>(s, i), seg_b<uint16_t>(s, i), pf);
   }
   tile_epilogue<R, V>(c, o, tail);
