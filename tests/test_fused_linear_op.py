@@ -155,5 +155,13 @@ def test_eager_fast_path_skips_the_op_only_when_nothing_needs_it(monkeypatch):
     with torch.no_grad():
         torch.testing.assert_close(fk.fused_linear(x, w, b), expected)   # no grad: direct kernel call
     torch.testing.assert_close(fk.fused_linear(x, w, b), expected)       # nothing requires grad
-    with pytest.raises(AssertionError, match="custom op used"):
-        fk.fused_linear(x, w.requires_grad_(), b)                        # autograd needs the op
+    w.requires_grad_()
+    fk.fused_linear(x, w, b).sum().backward()                            # eager autograd: the same kernels
+    grad = w.grad.clone()
+    monkeypatch.undo()
+    w.grad = None
+    torch.ops.fastgan.fused_linear(x, w, b, "leaky_relu", 0.2, "auto").sum().backward()   # the op's formula
+    torch.testing.assert_close(w.grad, grad)
+    monkeypatch.setattr(module, "_fused_linear_op", op_called)
+    with pytest.raises(Exception, match="custom op used"):
+        torch.compile(lambda: fk.fused_linear(x, w, b), backend="eager", fullgraph=True)()  # tracing needs the op

@@ -5,7 +5,9 @@ wrapper, redispatch, dynamo guard, aliasing checks). That is noise for a large G
 the time of a small one (a GAN generator's layer at batch 64). When no gradient is needed, nothing
 traces the call (torch.compile, torch.export), and every tensor is a plain CPU or CUDA tensor
 (no FakeTensor, no subclass, no dispatch mode), the op would only forward to the same kernel:
-the entry points then call the backend directly. Everything else goes through the custom op.
+the entry points then call the backend directly. When gradients are needed but nothing traces,
+an eager ``torch.autograd.Function`` runs the same forward and backward kernels with the same
+formula, skipping the custom op's autograd wrapper. Everything else goes through the custom op.
 """
 from __future__ import annotations
 
@@ -16,15 +18,25 @@ import torch
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
 
 
-def eligible(*tensors: Optional[torch.Tensor]) -> bool:
+def route(*tensors: Optional[torch.Tensor]) -> str:
+    """How an entry point should run: "direct" (kernel call, nothing needs the op), "autograd"
+    (an eager torch.autograd.Function around the same kernels: gradients needed, nothing traces),
+    or "op" (the custom op: compile/export tracing, tensor subclasses, dispatch modes)."""
     if torch.compiler.is_compiling():
-        return False
+        return "op"
     if torch._C._is_torch_function_mode_enabled() or torch._C._len_torch_dispatch_stack() > 0:
-        return False
-    needs_grad = torch.is_grad_enabled()
+        return "op"
+    needs_grad = False
+    grad_mode = torch.is_grad_enabled()
     for t in tensors:
         if t is None:
             continue
-        if type(t) not in _PLAIN or (needs_grad and t.requires_grad):
-            return False
-    return True
+        if type(t) not in _PLAIN:
+            return "op"
+        needs_grad = needs_grad or (grad_mode and t.requires_grad)
+    return "autograd" if needs_grad else "direct"
+
+
+def eligible(*tensors: Optional[torch.Tensor]) -> bool:
+    """Whether the kernel can be called directly (see :func:`route`)."""
+    return route(*tensors) == "direct"

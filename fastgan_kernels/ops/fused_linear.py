@@ -71,21 +71,27 @@ def _(x, weight, bias, activation, negative_slope, backend):
     return x.new_empty((*x.shape[:-1], weight.shape[0]))
 
 
-@torch.library.custom_op("fastgan::fused_linear_backward", mutates_args=())
-def _fused_linear_backward_op(grad_out: Tensor, y: Optional[Tensor], x: Tensor, weight: Tensor, activation: str,
-                              negative_slope: float, backend: str, need_x: bool, need_weight: bool,
-                              need_bias: bool) -> tuple[Tensor, Tensor, Tensor]:
+def _backward_impl(grad_out: Tensor, y: Optional[Tensor], x: Tensor, weight: Tensor, activation: str,
+                   negative_slope: float, backend: str, need_x: bool, need_weight: bool, need_bias: bool):
+    """(grad_x, grad_weight, grad_bias) with None where not needed."""
     act = activations.check_activation(activation, negative_slope)
     chosen = backends.resolve(backend, x.device, _EXT_BWD)
     n, k = weight.shape
     y2 = None if act == activations.Activation.IDENTITY else y.reshape(-1, n)
     gx, gw, gb = _backward_2d(chosen, grad_out.reshape(-1, n), y2, x.reshape(-1, k), weight, int(act),
                               float(negative_slope), need_x, need_weight, need_bias)
+    return (gx.reshape(x.shape) if need_x else None, gw if need_weight else None, gb if need_bias else None)
+
+
+@torch.library.custom_op("fastgan::fused_linear_backward", mutates_args=())
+def _fused_linear_backward_op(grad_out: Tensor, y: Optional[Tensor], x: Tensor, weight: Tensor, activation: str,
+                              negative_slope: float, backend: str, need_x: bool, need_weight: bool,
+                              need_bias: bool) -> tuple[Tensor, Tensor, Tensor]:
+    gx, gw, gb = _backward_impl(grad_out, y, x, weight, activation, negative_slope, backend, need_x, need_weight,
+                                need_bias)
     # A custom op cannot return None: grads nobody asked for come back empty.
-    gx = gx.reshape(x.shape) if need_x else x.new_empty(0)
-    gw = gw if need_weight else weight.new_empty(0)
-    gb = gb if need_bias else weight.new_empty(0)
-    return gx, gw, gb
+    empty = weight.new_empty(0)
+    return (x.new_empty(0) if gx is None else gx, empty if gw is None else gw, empty if gb is None else gb)
 
 
 @_fused_linear_backward_op.register_fake
@@ -106,16 +112,32 @@ def _setup_context(ctx, inputs, output):
     ctx.args = (activation, negative_slope, backend)
 
 
-def _backward(ctx, grad):
+def _grads(ctx, grad, backward_fn):
     x, weight, y = ctx.saved_tensors
     need_x, need_w, need_b = ctx.needs_input_grad[:3]
     need_b = need_b and ctx.has_bias
     if not (need_x or need_w or need_b):
         return None, None, None, None, None, None
-    activation, negative_slope, backend = ctx.args
-    gx, gw, gb = torch.ops.fastgan.fused_linear_backward(
-        grad, y, x, weight, activation, negative_slope, backend, need_x, need_w, need_b)
+    gx, gw, gb = backward_fn(grad, y, x, weight, *ctx.args, need_x, need_w, need_b)
     return (gx if need_x else None, gw if need_w else None, gb if need_b else None, None, None, None)
+
+
+def _backward(ctx, grad):
+    return _grads(ctx, grad, torch.ops.fastgan.fused_linear_backward)
+
+
+class _EagerAutograd(torch.autograd.Function):
+    """The op's autograd formula around direct kernel calls, for eager training (ops/_fastpath.py)."""
+
+    @staticmethod
+    def forward(x, weight, bias, activation, negative_slope, backend):
+        return _forward(x, weight, bias, activation, negative_slope, backend)
+
+    setup_context = staticmethod(_setup_context)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _grads(ctx, grad, _backward_impl)
 
 
 _fused_linear_op.register_autograd(_backward, setup_context=_setup_context)
@@ -139,5 +161,6 @@ def fused_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, activ
     _validate.check_linear(x, weight, bias, "fused_linear")
     act = activations.check_activation(activation, negative_slope)
     backends.check_backend(backend)
-    run = _forward if _fastpath.eligible(x, weight, bias) else _fused_linear_op
+    run = {"direct": _forward, "autograd": _EagerAutograd.apply, "op": _fused_linear_op}[
+        _fastpath.route(x, weight, bias)]
     return run(x, weight, bias, activations.name(act), float(negative_slope), backend)
