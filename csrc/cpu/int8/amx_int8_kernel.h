@@ -19,7 +19,8 @@
 // emulation encodes our reading of the SDM and cannot catch a misreading): the LDTILECFG
 // layout and palette 1 limits; TDPBSSD's operand order (dst, A, B) and B as rows of 4 k x N
 // columns; tile state per thread (configured in every parallel worker, released after);
-// the compiler barrier before the first TILELOADD (GCC's _tile_loadd has no memory clobber).
+// the compiler barriers around the tile loads and stores (GCC's _tile_loadd / _tile_stored
+// asm has no memory clobber).
 // The blocking (whole K per micro-tile, B panel pair reused across the rows of A from L2)
 // is not tuned: it has never run on hardware.
 #pragma once
@@ -88,6 +89,7 @@ static FASTGAN_I8_AMX_TARGET __attribute__((noinline)) void amx_tile(int64_t kbl
   if constexpr (NT == 2) _tile_stored(1, &buf[0][16], sizeof(buf[0]));
   if constexpr (MT == 2) _tile_stored(2, &buf[16][0], sizeof(buf[0]));
   if constexpr (MT == 2 && NT == 2) _tile_stored(3, &buf[16][16], sizeof(buf[0]));
+  __asm__ volatile("" ::: "memory");  // TILESTORED has no memory clobber either: read buf after it
   avx512::TileCtx row = t;
   row.rows = 1;
   for (int r = 0; r < t.rows; ++r) {
