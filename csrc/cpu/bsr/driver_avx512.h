@@ -27,8 +27,9 @@
 //      column's kept blocks (t_col_idx, t_block); B is values itself (fp32: [bn][bk] is
 //      already a [k][columns] panel) or the column's blocks packed as [bn][TW].
 //   grad_values: per kept block j (r, c) and 8 of its rows, g[:, r]^T @ x[:, c] with the
-//      batch as k: g^T panels of block row r packed per thread when r changes (prologue),
-//      x packed once as [Kp / TW][M][TW] column panels; units (j, 8 rows) split evenly.
+//      batch as k: g^T packed once as [Np/8][M][8] panels (prologue; g and y read row by
+//      row), x once as [Kp/TW][M][TW] column panels; units (j, 8 rows) split evenly, the
+//      batch walked in L1-sized chunks with fp32 partial sums.
 #pragma once
 #if defined(__x86_64__)
 
@@ -60,8 +61,8 @@ using avx512::Segs;
 constexpr int kMR = gemm::avx512::kMR;
 
 template <class KT>
-Scratch& scratch(int slot) {  // 0, 1: shared by a call (caller's thread); 2: per worker
-  static thread_local Scratch s[3];
+Scratch& scratch(int slot) {  // 0, 1, 3: shared by a call (caller's thread); 2: per worker
+  static thread_local Scratch s[4];
   return s[slot];
 }
 
@@ -241,36 +242,55 @@ void grad_x_range(const Backward& p, const typename KT::Elem* gp, int64_t u0, in
                [&](int64_t c) { return nnz_of(c) * bk * bn; }, prepare, body);
 }
 
+// Batch rows [m0, m0 + kc) of every g^T panel, [Np/8][Mp][8] (prologue applied): the rows
+// of g and y are read once, front to back, for all panels (kcp: kc rounded to KU at the end).
 template <class KT>
-void grad_values_range(const Backward& p, const typename KT::Elem* xq, int64_t u0, int64_t u1) {
+void pack_g_t(const Backward& p, int64_t m0, int64_t kc, int64_t kcp, int64_t Mp, typename KT::Elem* gt) {
+  for (int64_t q = 0; q < p.w.nbr * p.w.bn / kMR; ++q) {
+    const int64_t n0 = q * kMR;
+    Prologue pro;
+    pro.act = p.dact, pro.slope = p.slope;
+    if (p.dact) pro.y = view(p.y, n0, p.y.cs, m0, p.y.rs);
+    pack<KT, kMR>(view(p.g, n0, p.g.cs, m0, p.g.rs), pro, p.w.N - n0, kc, kcp, gt + (q * Mp + m0) * kMR);
+  }
+}
+
+// grad_values for units [u0, u1) of (kept block j, 8 of its rows q): per block, the batch is
+// walked in chunks that keep one x panel chunk ([kc][TW], ~16 KiB) in L1 across the block's
+// row tiles, with fp32 partial sums between chunks (in gv itself when fp32).
+template <class KT>
+void grad_values_range(const Backward& p, const typename KT::Elem* gt, const typename KT::Elem* xq, int64_t u0,
+                       int64_t u1) {
   using E = typename KT::Elem;
   const Structure& w = p.w;
   const int64_t bn = w.bn, bk = w.bk, Mp = round_up(p.M, KT::KU), q_per = bn / kMR;
   const int TW = tile_width(bk);
+  const int64_t kc_blk = std::max<int64_t>(KT::KU, round_up((16 << 10) / (TW * sizeof(E)), KT::KU));
   const int64_t vsz = gemm::dtype_size(w.vdtype);
-  E* gt = static_cast<E*>(scratch<KT>(2).get(sizeof(E) * bn * Mp));
-  int64_t r = -1;
-  for (int64_t u = u0; u < u1; ++u) {
-    const int64_t j = u / q_per, q = u % q_per;
-    if (r < 0 || j >= w.row_ptr[r + 1]) {  // a new block row: its g^T panels [bn/8][Mp][8]
-      r = std::upper_bound(w.row_ptr, w.row_ptr + w.nbr + 1, static_cast<int32_t>(j)) - w.row_ptr - 1;
-      for (int64_t qq = 0; qq < q_per; ++qq) {
-        const int64_t n0 = r * bn + qq * kMR;
-        Prologue pro;
-        pro.act = p.dact, pro.slope = p.slope;
-        if (p.dact) pro.y = view(p.y, n0, p.y.cs, 0, p.y.rs);
-        pack<KT, kMR>(view(p.g, n0, p.g.cs, 0, p.g.rs), pro, w.N - n0, p.M, Mp, gt + qq * Mp * kMR);
-      }
-    }
+  const bool f32 = w.vdtype == DType::kF32;
+  float* part = f32 ? nullptr : static_cast<float*>(scratch<KT>(2).get(sizeof(float) * bn * bk));
+  for (int64_t u = u0; u < u1;) {
+    const int64_t j = u / q_per, qa = u % q_per, qb = std::min(q_per, qa + (u1 - u));
+    u += qb - qa;
+    const int64_t r = std::upper_bound(w.row_ptr, w.row_ptr + w.nbr + 1, static_cast<int32_t>(j)) - w.row_ptr - 1;
     const int64_t c = w.col_idx[j];
+    char* blk = static_cast<char*>(p.gv) + j * bn * bk * vsz;
     for (int64_t t = 0; t < bk / TW; ++t) {
-      Segs s;
-      s.a = gt + q * Mp * kMR, s.n = 1, s.k = Mp;
-      s.b = xq + ((c * bk) / TW + t) * Mp * TW;
-      TileOut o;
-      o.rows = kMR, o.cols = TW;
-      o.out = static_cast<char*>(p.gv) + ((j * bn + q * kMR) * bk + t * TW) * vsz, o.ldc = bk, o.dtype = w.vdtype;
-      KT::tile(kMR, TW, TW)(s, o);
+      const E* xpanel = xq + ((c * bk) / TW + t) * Mp * TW;
+      for (int64_t k0 = 0; k0 < Mp; k0 += kc_blk) {
+        const int64_t kc = std::min(kc_blk, Mp - k0);
+        for (int64_t q = qa; q < qb; ++q) {
+          Segs s;
+          s.a = gt + ((r * q_per + q) * Mp + k0) * kMR, s.n = 1, s.k = kc;
+          s.b = xpanel + k0 * TW;
+          TileOut o;
+          o.rows = kMR, o.cols = TW;
+          o.first = k0 == 0, o.last = k0 + kc >= Mp;
+          o.out = blk + ((q * kMR) * bk + t * TW) * vsz, o.ldc = bk, o.dtype = w.vdtype;
+          o.acc = f32 ? static_cast<float*>(o.out) : part + (q * kMR) * bk + t * TW, o.ld_acc = bk;
+          KT::tile(kMR, TW, TW)(s, o);
+        }
+      }
     }
   }
 }
@@ -284,17 +304,24 @@ void run_backward(const Backward& p) {
   const int64_t xpanels = p.gv ? Kp / TWk : 0, gtiles = p.gx ? mt : 0;
   const double fmas = static_cast<double>(M) * w.nnz * w.bn * w.bk * ((p.gx ? 1 : 0) + (p.gv ? 1 : 0));
   const int T = threads_of<KT>(fmas);
+  constexpr int64_t kGtRows = 16;  // batch rows per g^T packing task
+  const int64_t gtchunks = p.gv ? ceil_div(Mp, kGtRows) : 0;
   E* gp = p.gx ? static_cast<E*>(scratch<KT>(0).get(sizeof(E) * mt * Np * kMR)) : nullptr;
   E* xq = p.gv ? static_cast<E*>(scratch<KT>(1).get(sizeof(E) * xpanels * Mp * TWk)) : nullptr;
-  // Packing: g row panels for grad_x, then x column panels for grad_values.
-  parallel_for(0, gtiles + xpanels, T == 1 ? gtiles + xpanels : 1, [&](int64_t b, int64_t e) {
+  E* gt = p.gv ? static_cast<E*>(scratch<KT>(3).get(sizeof(E) * Np * Mp)) : nullptr;
+  // Packing: g row panels for grad_x; x column panels and g^T panels for grad_values.
+  const int64_t tasks = gtiles + xpanels + gtchunks;
+  parallel_for(0, tasks, T == 1 ? tasks : 1, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
       if (i < gtiles) {
         pack_rows<KT>(p.g, p.y, p.dact, p.slope, M, i, w.N, Np, gp + i * Np * kMR);
-      } else {
+      } else if (i < gtiles + xpanels) {
         const int64_t c0 = (i - gtiles) * TWk;
         E* dst = xq + (i - gtiles) * Mp * TWk;
         pack_tw<KT>(TWk, view(p.x, c0, p.x.cs, 0, p.x.rs), w.K - c0, M, Mp, dst);
+      } else {
+        const int64_t m0 = (i - gtiles - xpanels) * kGtRows;
+        pack_g_t<KT>(p, m0, std::max<int64_t>(0, std::min(kGtRows, M - m0)), std::min(kGtRows, Mp - m0), Mp, gt);
       }
     }
   });
@@ -306,7 +333,7 @@ void run_backward(const Backward& p) {
   parallel_for(0, T, 1, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
       if (p.gx) grad_x_range<KT>(p, gp, xb[t], xb[t + 1]);
-      if (p.gv) grad_values_range<KT>(p, xq, vb[t], vb[t + 1]);
+      if (p.gv) grad_values_range<KT>(p, gt, xq, vb[t], vb[t + 1]);
     }
   });
 }

@@ -8,7 +8,8 @@
 //   B: a panel of BS columns, [k][BS] fp32 or [k/2][BS] pairs; segment s at
 //      b + (b_idx ? b_idx[s] : s) * b_step (packed kept blocks, or values in place)
 // so the kept blocks of a block row are consumed without leaving the registers: no
-// partial sums are stored between blocks. While segment s runs, the A segment of s + 1
+// partial sums are stored between blocks. (A driver may still split a long k into chunks
+// with fp32 partial sums, TileOut::first / last, as the GEMM core does.) While segment s runs, the A segment of s + 1
 // (scattered in the packed x) is prefetched into L1, spread over the first half of its k
 // steps (b is a contiguous stream or a block the hardware prefetchers follow); the driver
 // may also hand each tile a share of what it reads next, prefetched into L2 (Segs::ahead).
@@ -82,14 +83,21 @@ FASTGAN_AVX512_INLINE const E* seg_b(const Segs& s, int i) {
   return static_cast<const E*>(s.b) + (s.b_idx ? static_cast<int64_t>(s.b_idx[i]) : i) * s.b_step;
 }
 
-template <int R, int V, int BS>
-static FASTGAN_AVX512_TARGET void seg_tile_f32(const Segs& s, const TileOut& o) {
-  __m512 c[R][V];
+// Zero, or the fp32 partial sums of an earlier k chunk (TileOut::first, as in the GEMM core).
+template <int R, int V>
+FASTGAN_AVX512_INLINE void tile_start(__m512 (&c)[R][V], const TileOut& o, __mmask16 tail) {
+  if (!o.first) return tile_load_acc<R, V>(c, o, tail);
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
     for (int v = 0; v < V; ++v) c[r][v] = _mm512_setzero_ps();
+}
+
+template <int R, int V, int BS>
+static FASTGAN_AVX512_TARGET void seg_tile_f32(const Segs& s, const TileOut& o) {
+  __m512 c[R][V];
   const __mmask16 tail = lanes_mask(o.cols - 16 * (V - 1));
+  tile_start<R, V>(c, o, tail);
   const int lines = static_cast<int>((s.k * kMR * 4 + 63) / 64);
   TilePrefetch pf;
   pf.ahead.aim(s.ahead, s.ahead_lines, s.n * s.k);
@@ -103,11 +111,8 @@ static FASTGAN_AVX512_TARGET void seg_tile_f32(const Segs& s, const TileOut& o) 
 template <int R, int V, int BS>
 static __attribute__((target(FASTGAN_AVX512_BF16_FEATURES))) void seg_tile_bf16(const Segs& s, const TileOut& o) {
   __m512 c[R][V];
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-    for (int v = 0; v < V; ++v) c[r][v] = _mm512_setzero_ps();
   const __mmask16 tail = lanes_mask(o.cols - 16 * (V - 1));
+  tile_start<R, V>(c, o, tail);
   const int lines = static_cast<int>((s.k * kMR * 2 + 63) / 64);
   TilePrefetch pf;
   pf.ahead.aim(s.ahead, s.ahead_lines, s.n * s.k / 2);
