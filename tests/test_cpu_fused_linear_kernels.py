@@ -149,14 +149,18 @@ def test_forward_more_columns_than_a_block(path, dtype):
         check_backward(x, w, reference.fused_linear(x, w, b, 3, SLOPE), 3)
 
 
-def test_forward_bias_strided_and_k_bigger_than_a_block():
-    # K = 1000 spans several k blocks (fp32 partial sums in C); bf16 output keeps them in
-    # scratch. A strided bias is accepted.
-    for dtype in DTYPES:
-        x, w, b = make(64, 1000, 100, dtype)
-        bias = torch.zeros(200, dtype=dtype)
-        bias[::2] = b
-        check_forward(x, w, bias[::2], 4)
+@pytest.mark.parametrize("path,dtype", PATH_DTYPES)
+def test_k_longer_than_a_block(path, dtype):
+    # K beyond the k block (256 .. 4096 depending on path and dtype): fp32 partial sums in
+    # C, or in scratch for 16-bit outputs, across several k blocks; a strided bias too.
+    shapes = [(3, 600, 20)] if path == "amx_bf16_emulated" else [(9, 4200, 40), (40, 4200, 13)]
+    with on_path(path, dtype):
+        for m, k, n in shapes:
+            x, w, b = make(m, k, n, dtype)
+            bias = torch.zeros(2 * n, dtype=dtype)
+            bias[::2] = b
+            check_forward(x, w, bias[::2], 4)
+            check_backward(x, w, reference.fused_linear(x, w, b, 4, SLOPE), 4)
 
 
 @pytest.mark.parametrize("path", list(PATHS))
