@@ -26,9 +26,9 @@
 //   * TDPBF16PS operand order (dst, A, B) and that B is read as k-pair rows of 2N bf16;
 //   * tile state is per thread, so configuring once per at::parallel_for worker (and
 //     TILERELEASE after) is enough, and the OMP workers need their own LDTILECFG;
-//   * GCC's _tile_loadd has no "memory" clobber, so the packed panels must be visibly
-//     stored before the kernel runs: the kernel is noinline and starts with a compiler
-//     barrier;
+//   * GCC's _tile_loadd has no "memory" clobber (and some versions' _tile_stored neither),
+//     so the kernel is noinline, starts with a compiler barrier (packed panels visibly in
+//     memory before TILELOADD) and has another after the tile stores;
 //   * the blocking (KC/MC/NC below) is a guess from SPR cache sizes, not a measurement.
 #pragma once
 #if defined(__x86_64__)
@@ -136,6 +136,7 @@ struct AmxBf16Traits {
     _tile_stored(1, &buf[0][16], 128);
     _tile_stored(2, &buf[16][0], 128);
     _tile_stored(3, &buf[16][16], 128);
+    __asm__ volatile("" ::: "memory");  // some compilers' TILESTORED asm lacks a memory clobber
     epilogue(buf, o);
   }
 
