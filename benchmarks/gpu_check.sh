@@ -92,7 +92,7 @@ import torch, fastgan_kernels
 from fastgan_kernels import _ext, backends
 print('fastgan_kernels', fastgan_kernels.__file__, 'extension:', _ext.AVAILABLE, _ext.REASON)
 dev = torch.device('$DEVICE')
-for op in ('fused_linear_fwd', 'fused_linear_bwd'):
+for op in ('fused_linear_fwd', 'fused_linear_bwd', 'bsr_linear_fwd', 'bsr_linear_bwd', 'int8_linear_fwd', 'quantize_per_token'):
     print(op, {k: v or 'available' for k, v in backends.available(dev, op).items()})
 "
 

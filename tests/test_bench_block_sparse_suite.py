@@ -161,3 +161,12 @@ def test_a_call_longer_than_max_run_time_is_timed_once(suite):
     assert rows[1].samples == 1 and rows[1].calls == 1 and rows[1].timing_mode == timing.CPU_SINGLE_CALL_MODE
     assert rows[1].median_s == rows[1].first_call_s >= 0.12
     assert rows[0].samples >= 3 and rows[0].timing_mode == timing.CPU_MODE
+
+
+def test_pytest_plugin_bounds_slow_calls_like_the_harness(suite):
+    from fastgan_kernels.bench.pytest_plugin import slow_call_rounds
+
+    assert suite.timing["default"]["max_run_time"] == 1.5
+    assert slow_call_rounds(suite, "default", 0.5) == 0 and slow_call_rounds(suite, "default", 2.0) == 1
+    assert slow_call_rounds(suite, "full", 2.0) == 0 and slow_call_rounds(suite, "full", 3.5) == 1
+    assert slow_call_rounds(suite, "quick", 1.2) == 1 and slow_call_rounds(suite, "quick", None) == 0

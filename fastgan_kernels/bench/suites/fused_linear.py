@@ -91,4 +91,7 @@ SUITE = Suite(
     notes={"reference": "fastgan_kernels.ops.reference.fused_linear (float32 compute)",
            "compile": providers.COMPILE_NOTE},
     targets={("cpu", "float32"): 1.15, ("cpu", "bfloat16"): 1.2},
+    # 0.5 s of blocks per provider (still ~40 blocks: shorter ones) and at most 4 s, so that the whole
+    # default run (every suite) stays within 5 minutes on the 2-core CPU.
+    timing={"default": {"min_run_time": 0.5, "max_run_time": 4.0}},
 )
