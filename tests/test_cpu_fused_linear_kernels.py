@@ -281,3 +281,12 @@ def test_kernels_run_on_torchs_openmp_team():
     if "OpenMP" not in torch.__config__.parallel_info():
         pytest.skip("torch was built without OpenMP")
     assert torch.ops.fastgan_ext.cpu_parallel_backend() in ("openmp", "gomp")
+
+
+@pytest.mark.parametrize("dtype", (torch.bfloat16, torch.float16), ids=str)
+def test_partial_sums_of_many_rows_and_columns(dtype):
+    # 16-bit outputs keep fp32 partial sums in per-thread scratch, taken in chunks of
+    # 1024 rows (general path) or 8190 columns (batch 33..64 path) when K spans blocks.
+    for m, k, n in [(2100, 2100, 20), (40, 4200, 8200)]:
+        x, w, b = make(m, k, n, dtype)
+        check_forward(x, w, b, 3)

@@ -146,6 +146,14 @@ void run_rect(const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) 
   constexpr int MR = KT::MR, NR = KT::NR, KU = KT::KU;
   const int64_t K = p.K;
   const int64_t nkb = ceil_div(K, KT::KC);
+  // 16-bit C with several k blocks keeps fp32 partial sums for all of this thread's rows
+  // x one column block: bound that scratch (4 MiB at NC = 1024) by taking the rows in
+  // chunks; B is then packed once per chunk, negligible against 1024 rows of FMAs.
+  constexpr int64_t kPartRows = 1024;
+  if (nkb > 1 && p.c_dtype != DType::kF32 && m1 - m0 > kPartRows) {
+    for (int64_t c0 = m0; c0 < m1; c0 += kPartRows) run_rect<KT>(p, c0, std::min(m1, c0 + kPartRows), n0, n1);
+    return;
+  }
   const int64_t kc_blk = round_up(ceil_div(K, nkb), KU);
   // Blocks are whole numbers of micro-panels (the packers write full MR / NR panels).
   const int64_t mc_blk = std::min<int64_t>(round_up(KT::MC, MR), round_up(m1 - m0, MR));

@@ -185,6 +185,11 @@ void wb_rect(const Problem& p, int64_t n0, int64_t n1) {
   using E = typename std::conditional<kBf16, uint16_t, float>::type;
   constexpr int64_t KC = kBf16 ? 4096 : 2048;
   const int64_t K = p.K, nkb = ceil_div(K, KC), kc_blk = round_up(ceil_div(K, nkb), 2);
+  constexpr int64_t kPartCols = 8190;  // bounds the [n][64] partial scratch (2 MiB)
+  if (nkb > 1 && n1 - n0 > kPartCols) {
+    for (int64_t c0 = n0; c0 < n1; c0 += kPartCols) wb_rect<kBf16>(p, c0, std::min(n1, c0 + kPartCols));
+    return;
+  }
   E* xp = static_cast<E*>(scratch<WbTile>(0).get(sizeof(E) * kWbM * kc_blk));
   float* part = nkb > 1 ? static_cast<float*>(scratch<WbTile>(1).get(
                               sizeof(float) * kWbM * round_up(n1 - n0, kWbRows)))
