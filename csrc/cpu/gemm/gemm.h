@@ -15,12 +15,15 @@
 //   grad_weight   gw = g^T @ x:           A[n,m] = grad_out[m,n] (prologue with y), B = x
 //
 // Internal layout of the implementation (every piece documented in its header):
+//   gemm/tile.h             TileOut (micro-kernel <-> driver contract), Operand, conversions
 //   gemm/driver.h           blocked kc/mc/nc loops, thread partition, scratch (templated
 //                           on a kernel "traits" struct: packers + micro-kernel)
+//   ../parallel.h           parallel_for on torch's OpenMP team (the build has no -fopenmp)
 //   gemm/pack_portable.h    scalar packers (any stride, any dtype, optional prologue)
 //   gemm/pack_avx512.h      vectorised packers: fp32 panels and bf16 VNNI pair panels
 //   gemm/epilogue_avx512.h  bias + activation + dtype conversion of zmm accumulators
 //   gemm/microkernel_avx512.h  8x48 fp32 FMA and bf16 vdpbf16ps micro-kernels
+//   gemm/small_m_avx512.h   batch 33..64 forward: weight rows broadcast in place (no W pack)
 //   gemm/amx_bf16_kernel.h  AMX bf16 traits, compiled against real tiles and emulation
 //   gemm_*.cpp              one translation unit per ISA path (portable, avx2_f32,
 //                           avx512_f32, avx512_bf16, amx_bf16[_emulated]), own targets
