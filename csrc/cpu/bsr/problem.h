@@ -146,7 +146,7 @@ void grouped_walk(int64_t u0, int64_t u1, int64_t mt, int64_t budget, int64_t ch
 
 // Threads for a problem of `fmas` multiply-adds (as drive() in gemm/driver.h decides).
 inline int threads_for(double fmas, int available) {
-  if (fmas < 16384.0 * 4) return 1;
+  if (fmas < (1 << 20)) return 1;  // ~20-40 us on one core: a second thread costs more than it saves
   return std::max(1, available);
 }
 
