@@ -37,7 +37,9 @@ def _triton_import_reason() -> str:
     return ""
 
 
+@functools.lru_cache(maxsize=None)
 def triton_interpreted() -> bool:
+    """Whether Triton runs in its interpreter; read once (triton itself reads it at import)."""
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 

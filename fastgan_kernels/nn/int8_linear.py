@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from .. import activations, backends
-from ..ops import int8_linear as q8
+from ..ops import _validate, int8_linear as q8
 
 
 class Int8Linear(nn.Module):
@@ -51,6 +51,7 @@ class Int8Linear(nn.Module):
         self.register_buffer("output_scale", torch.full((1,), float("nan"), **f32))
         self.register_buffer("weight_packed", None, persistent=False)
         self._repack()
+        self._derive_flags()
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, activation: str = "identity", negative_slope: float = 0.2,
@@ -77,12 +78,18 @@ class Int8Linear(nn.Module):
             if value is not None and not (float(value) > 0 and float(value) < float("inf")):
                 raise ValueError(f"{name} must be a positive finite float, got {value}")
             getattr(self, name).fill_(float("nan") if value is None else float(value))
+        self._derive_flags()
         if self.input_quant == "static" and input_scale is None:
             raise ValueError("input_quant='static' needs an input_scale (from calibration)")
 
+    def _derive_flags(self) -> None:
+        """Python flags mirroring the scale buffers (NaN = unset), read on every forward without a sync."""
+        self._has_input_scale = not bool(torch.isnan(self.input_scale).any())
+        self._int8_out = not bool(torch.isnan(self.output_scale).any())
+
     @property
     def int8_output(self) -> bool:
-        return not bool(torch.isnan(self.output_scale).item())
+        return self._int8_out
 
     def _repack(self) -> None:
         try:
@@ -98,24 +105,32 @@ class Int8Linear(nn.Module):
     def _load_from_state_dict(self, *args, **kwargs):
         super()._load_from_state_dict(*args, **kwargs)
         self._repack()
+        self._derive_flags()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # The module checked its own tensors when it was built or loaded; per call only x is checked.
+        _validate.check_tensor(x, "Int8Linear: x")
+        _validate.check_input(x, self.in_features, "Int8Linear")
+        if x.device != self.weight_int8.device:
+            raise ValueError(f"Int8Linear: x must be on the module's device {self.weight_int8.device}, got {x.device}")
         if x.dtype == torch.int8:
-            if torch.isnan(self.input_scale).any():
+            if not self._has_input_scale:
                 raise ValueError("Int8Linear got an int8 input but has no input_scale; set_scales(input_scale=...)")
             xq, xs = x, self.input_scale
-        elif self.input_quant == "dynamic":
-            xq, xs = q8.quantize_per_token(x, self.backend, self.check_finite)
         else:
-            xq = q8.quantize_per_tensor(x, self.input_scale, self.backend, self.check_finite)
-            xs = self.input_scale
-        if self.int8_output:
+            _validate.check_float(x, "Int8Linear: x")
+            if self.input_quant == "dynamic":
+                xq, xs = q8.run_quantize_per_token(x, self.backend, self.check_finite)
+            else:
+                xq = q8.run_quantize_per_tensor(x, self.input_scale, self.backend, self.check_finite)
+                xs = self.input_scale
+        if self._int8_out:
             out_dtype, out_scale = torch.int8, self.output_scale
         else:
             out_dtype = x.dtype if x.dtype in q8.FLOAT_OUT else self.out_dtype
             out_scale = None
-        return q8.int8_linear(xq, xs, self.weight_int8, self.weight_scale, self.bias, self.activation,
-                              self.negative_slope, out_dtype, out_scale, self.weight_packed, self.backend)
+        return q8.run_int8_linear(xq, xs, self.weight_int8, self.weight_scale, self.bias, self.weight_packed,
+                                  self.activation, self.negative_slope, out_dtype, out_scale, self.backend)
 
     def dequantized_weight(self) -> torch.Tensor:
         return self.weight_int8.float() * self.weight_scale[:, None]

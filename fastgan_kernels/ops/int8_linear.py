@@ -91,15 +91,14 @@ def reference_int8_linear(xq, x_scale, wq, w_scale, bias, act, slope, out_dtype,
 # --- custom ops --------------------------------------------------------------------------------
 def _quantize_per_token(x: Tensor, backend: str) -> tuple[Tensor, Tensor]:
     chosen = backends.resolve(backend, x.device, "quantize_per_token")
-    k = x.shape[-1]
-    x2 = x.reshape(-1, k)
+    x2 = x if x.dim() == 2 else x.reshape(-1, x.shape[-1])  # (reshapes cost ~1 us each on small layers)
     if chosen in ("cpu_ext", "cuda_ext"):
         q, scale = _ext().quantize_per_token(x2)
     elif chosen == "triton":
         q, scale = _triton().quantize_per_token(x2)
     else:
         q, scale = reference_quantize_per_token(x2)
-    return q.reshape(x.shape), scale.reshape(x.shape[:-1])
+    return (q, scale) if x.dim() == 2 else (q.reshape(x.shape), scale.reshape(x.shape[:-1]))
 
 
 @torch.library.custom_op("fastgan::quantize_per_token", mutates_args=())
@@ -114,14 +113,14 @@ def _(x, backend):
 
 def _quantize_per_tensor(x: Tensor, scale: Tensor, backend: str) -> Tensor:
     chosen = backends.resolve(backend, x.device, "quantize_per_tensor")
-    x2 = x.reshape(-1, x.shape[-1])
+    x2 = x if x.dim() == 2 else x.reshape(-1, x.shape[-1])
     if chosen in ("cpu_ext", "cuda_ext"):
         q = _ext().quantize_per_tensor(x2, scale)
     elif chosen == "triton":
         q = _triton().quantize_per_tensor(x2, scale)
     else:
         q = reference_quantize_per_tensor(x2, scale)
-    return q.reshape(x.shape)
+    return q if x.dim() == 2 else q.reshape(x.shape)
 
 
 @torch.library.custom_op("fastgan::quantize_per_tensor", mutates_args=())
@@ -140,8 +139,8 @@ def _int8_linear(xq: Tensor, x_scale: Tensor, wq: Tensor, w_scale: Tensor, bias:
     act = int(activations.check_activation(activation, negative_slope))
     chosen = backends.resolve(backend, xq.device, "int8_linear_fwd")
     n, k = wq.shape
-    x2 = xq.reshape(-1, k)
-    xs = x_scale.reshape(-1)
+    x2 = xq if xq.dim() == 2 else xq.reshape(-1, k)
+    xs = x_scale if x_scale.dim() == 1 else x_scale.reshape(-1)
     if chosen in ("cpu_ext", "cuda_ext"):
         packed = w_packed if w_packed is not None else _ext().int8_pack_weight(wq)
         y = _ext().int8_linear_fwd(x2, xs, packed, w_scale, bias, n, act, negative_slope, out_dtype, out_scale)
@@ -149,7 +148,7 @@ def _int8_linear(xq: Tensor, x_scale: Tensor, wq: Tensor, w_scale: Tensor, bias:
         y = _triton().int8_linear(x2, xs, wq, w_scale, bias, n, act, negative_slope, out_dtype, out_scale)
     else:
         y = reference_int8_linear(x2, xs, wq, w_scale, bias, act, negative_slope, out_dtype, out_scale)
-    return y.reshape(*xq.shape[:-1], n)
+    return y if xq.dim() == 2 else y.reshape(*xq.shape[:-1], n)
 
 
 @torch.library.custom_op("fastgan::int8_linear", mutates_args=())
@@ -203,6 +202,11 @@ def quantize_per_token(x: Tensor, backend: str = "auto", check_finite: bool = Tr
     _validate.check_float(x, "quantize_per_token: x")
     _validate.check_input(x, x.shape[-1] if x.dim() else 0, "quantize_per_token")
     backends.check_backend(backend)
+    return run_quantize_per_token(x, backend, check_finite)
+
+
+def run_quantize_per_token(x: Tensor, backend: str, check_finite: bool) -> tuple[Tensor, Tensor]:
+    """quantize_per_token without the argument checks (for callers that made them, e.g. Int8Linear)."""
     run = _quantize_per_token if _fastpath.eligible(x) else _quantize_per_token_op
     q, scale = run(x, backend)
     if check_finite and _marks_non_finite(backend, x.device, "quantize_per_token"):
@@ -217,8 +221,13 @@ def quantize_per_tensor(x: Tensor, scale: Tensor, backend: str = "auto", check_f
     _validate.check_input(x, x.shape[-1] if x.dim() else 0, "quantize_per_tensor")
     _check_scale(scale, "scale", (1,), x.device, "quantize_per_tensor")
     backends.check_backend(backend)
+    return run_quantize_per_tensor(x, scale.reshape(1), backend, check_finite)
+
+
+def run_quantize_per_tensor(x: Tensor, scale: Tensor, backend: str, check_finite: bool) -> Tensor:
+    """quantize_per_tensor without the argument checks (``scale`` already of shape [1])."""
     run = _quantize_per_tensor if _fastpath.eligible(x, scale) else _quantize_per_tensor_op
-    q = run(x, scale.reshape(1), backend)
+    q = run(x, scale, backend)
     if check_finite and _marks_non_finite(backend, x.device, "quantize_per_tensor"):
         _raise_if_marked(q == -128, "quantize_per_tensor")
     return q
@@ -278,6 +287,13 @@ def int8_linear(xq: Tensor, x_scale: Tensor, wq: Tensor, w_scale: Tensor, bias: 
         raise ValueError(f"{op}: out_dtype=torch.int32 returns the raw accumulator; bias and activation "
                          f"must be None and 'identity'")
     backends.check_backend(backend)
-    run = _int8_linear if _fastpath.eligible(xq, x_scale, wq, w_scale, bias, w_packed, out_scale) else _int8_linear_op
-    return run(xq, x_scale.reshape(-1), wq, w_scale, bias, w_packed, activations.name(act),
+    return run_int8_linear(xq, x_scale.reshape(-1), wq, w_scale, bias, w_packed, activations.name(act),
                            float(negative_slope), out_dtype, out_scale, backend)
+
+
+def run_int8_linear(xq: Tensor, x_scale: Tensor, wq: Tensor, w_scale: Tensor, bias: Optional[Tensor],
+                    w_packed: Optional[Tensor], activation: str, negative_slope: float, out_dtype: torch.dtype,
+                    out_scale: Optional[Tensor], backend: str) -> Tensor:
+    """int8_linear without the argument checks (canonical arguments: activation name, x_scale 1-D)."""
+    run = _int8_linear if _fastpath.eligible(xq, x_scale, wq, w_scale, bias, w_packed, out_scale) else _int8_linear_op
+    return run(xq, x_scale, wq, w_scale, bias, w_packed, activation, negative_slope, out_dtype, out_scale, backend)
