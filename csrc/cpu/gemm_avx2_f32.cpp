@@ -153,6 +153,7 @@ static FASTGAN_AVX2_TARGET void kernel_avx2(int64_t kc, const float* a, const fl
     for (int v = 0; v < V; ++v)
       c[r][v] = (o.first || r >= o.rows) ? _mm256_setzero_ps()
                                          : _mm256_maskload_ps(o.acc + r * o.ld_acc + 8 * v, first_lanes(o.cols - 8 * v));
+#pragma GCC unroll 2
   for (int64_t k = 0; k < kc; ++k, a += kMR, b += kNR) {
     __m256 bv[V];
 #pragma GCC unroll 2
@@ -164,10 +165,14 @@ static FASTGAN_AVX2_TARGET void kernel_avx2(int64_t kc, const float* a, const fl
       for (int v = 0; v < V; ++v) c[r][v] = _mm256_fmadd_ps(ar, bv[v], c[r][v]);
     }
   }
-  if (!o.last) {
-    for (int r = 0; r < R && r < o.rows; ++r)
+  if (!o.last) {  // (fully unrolled loops keep c[][] in registers)
+#pragma GCC unroll 6
+    for (int r = 0; r < R; ++r) {
+      if (r >= o.rows) break;
+#pragma GCC unroll 2
       for (int v = 0; v < V; ++v)
         _mm256_maskstore_ps(o.acc + r * o.ld_acc + 8 * v, first_lanes(o.cols - 8 * v), c[r][v]);
+    }
     return;
   }
   switch (o.act) {
