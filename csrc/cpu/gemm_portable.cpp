@@ -1,7 +1,7 @@
 // The portable GEMM path: plain C++ compiled for the baseline target (x86-64 SSE2 or
 // aarch64 NEON through auto-vectorisation), correct on any machine. It uses the same
-// blocked driver as the vector paths with a 4 x 16 fp32 micro-tile (the accumulators
-// fit 16 SSE / 32 NEON registers) and the scalar packers.
+// blocked driver as the vector paths with a 4 x 8 fp32 micro-tile (the accumulators take
+// 8 of the 16 SSE / 32 NEON registers) and the scalar packers.
 #include <algorithm>
 #include <cstdint>
 
@@ -16,8 +16,8 @@ namespace {
 
 struct PortableTraits {
   using Elem = float;
-  static constexpr int MR = 4, NR = 16, KU = 1, NU = 16;
-  // 4 x 256 A panel (4 KiB) and 256 x 16 B panel (16 KiB) stay in L1; the A block of
+  static constexpr int MR = 4, NR = 8, KU = 1, NU = 8;
+  // 4 x 256 A panel (4 KiB) and 256 x 8 B panel (8 KiB) stay in L1; the A block of
   // 128 x 256 (128 KiB) and the B block of 256 x 1024 (1 MiB) sit in L2 / L3.
   static constexpr int64_t KC = 256, MC = 128, NC = 1024;
 
@@ -28,19 +28,15 @@ struct PortableTraits {
     pack_generic<PanelF32>(operand_b(p.b, k0, n0), Prologue{}, NR, cols, kc, kcp, dst);
   }
 
+  // The 4 x 8 accumulators (8 SSE / NEON registers) see only fixed-trip loops, so the
+  // compiler keeps them in registers; partial sums are added on the way out.
   static void kernel(int64_t kc, const float* a, const float* b, const TileOut& o) {
-    float c[MR][NR];
-    for (int r = 0; r < MR; ++r)
-      for (int j = 0; j < NR; ++j)
-        c[r][j] = (!o.first && r < o.rows && j < o.cols) ? o.acc[r * o.ld_acc + j] : 0.f;
-    for (int64_t k = 0; k < kc; ++k, a += MR, b += NR) {
-      for (int r = 0; r < MR; ++r) {
-        const float ar = a[r];
-        for (int j = 0; j < NR; ++j) c[r][j] += ar * b[j];
-      }
-    }
+    float c[MR][NR] = {};
+    for (int64_t k = 0; k < kc; ++k, a += MR, b += NR)
+      for (int r = 0; r < MR; ++r)
+        for (int j = 0; j < NR; ++j) c[r][j] += a[r] * b[j];
     for (int r = 0; r < o.rows; ++r)
-      for (int j = 0; j < o.cols; ++j) finish_scalar(o, r, j, c[r][j]);
+      for (int j = 0; j < o.cols; ++j) finish_scalar(o, r, j, o.first ? c[r][j] : c[r][j] + o.acc[r * o.ld_acc + j]);
   }
 
   static Region b_region(const Problem&, int64_t, int64_t, int64_t, int) { return {}; }
