@@ -15,6 +15,7 @@
 
 #include "activation.h"
 #include "bsr/problem.h"
+#include "bsr/split.h"
 #include "gemm/driver.h"
 #include "gemm/pack_portable.h"
 #include "parallel.h"

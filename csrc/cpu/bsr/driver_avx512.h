@@ -13,14 +13,15 @@
 // Forward (y = act(x @ W^T + b)):
 //   1. x is packed ONCE, all of K (zero-padded to whole blocks, never read past K), as
 //      MR = 8 row panels [ceil(M/8)][Kp][8]: the A segment of block column c of m-tile i
-//      is the contiguous run at i * Kp * 8 + c * bk * 8.
-//   2. The units (block row r, m-tile i) are split into one contiguous range per thread by
-//      kept-block count (problem.h). A thread walks its block rows; for each it packs the
-//      row's kept blocks once into B panels of TW = min(bn, 32) columns ([bk][TW] per block,
-//      blocks consecutive, so B is one stream per tile), then runs every m-tile of its
-//      range over them: one register tile per (m-tile, TW columns), accumulated over all
-//      kept blocks of the row, finished by the epilogue (bias, activation, masked to N).
-//      A block row with no kept block runs zero segments: act(bias).
+//      is the contiguous run at i * Kp * 8 + c * bk * 8. Split by lines (split.h) all
+//      threads pack it together before the walk; split by m-tiles each thread packs its own
+//      m-tiles inside the walk's parallel region.
+//   2. Each thread walks its share (split.h: grouped_walk): per group of block rows it
+//      packs the rows' kept blocks into B panels of TW = min(bn, 32) columns ([bk][TW] per
+//      block, blocks consecutive, so B is one stream per tile), then runs its m-tiles over
+//      them: one register tile per (m-tile, TW columns), accumulated over all kept blocks
+//      of the row, finished by the epilogue (bias, activation, masked to N). A block row
+//      with no kept block runs zero segments: act(bias).
 // Backward:
 //   grad_x: the forward's structure over W^T: g = grad_out * act'(y) packed once as
 //      [ceil(M/8)][Np][8] (prologue), block columns c instead of block rows, segments the
@@ -43,6 +44,7 @@
 #include "../gemm/pack_avx512.h"
 #include "../parallel.h"
 #include "problem.h"
+#include "split.h"
 #include "tile_avx512.h"
 
 namespace fastgan {
@@ -61,8 +63,8 @@ using avx512::Segs;
 constexpr int kMR = gemm::avx512::kMR;
 
 template <class KT>
-Scratch& scratch(int slot) {  // 0, 1, 3: shared by a call (caller's thread); 2: per worker
-  static thread_local Scratch s[4];
+Scratch& scratch(int slot) {  // 0, 1, 4: shared by a call (caller's thread); 2, 3: per worker
+  static thread_local Scratch s[5];
   return s[slot];
 }
 
@@ -112,13 +114,27 @@ constexpr int64_t kGroupBytes = 320 << 10, kChunkBytes = 256 << 10;
 
 inline int64_t chunk_tiles(int64_t kp, int64_t esz) { return kChunkBytes / (kMR * kp * esz); }
 
+// A thread's A panels: the shared packed x (split by lines), or its own m-tiles packed now
+// into its scratch (split by m-tiles). Returns the panel base for m-tile share.i0.
 template <class KT>
-void forward_range(const Forward& p, const typename KT::Elem* xp, int64_t u0, int64_t u1) {
+const typename KT::Elem* own_panels(const Share& sh, const typename KT::Elem* shared, const Mat& a, const Mat& y,
+                                    int dact, float slope, int64_t M, int64_t kc, int64_t kcp) {
+  using E = typename KT::Elem;
+  if (shared) return shared + sh.i0 * kcp * kMR;
+  E* own = static_cast<E*>(scratch<KT>(3).get(sizeof(E) * std::max<int64_t>(1, sh.i1 - sh.i0) * kcp * kMR));
+  for (int64_t i = sh.i0; i < sh.i1; ++i) pack_rows<KT>(a, y, dact, slope, M, i, kc, kcp, own + (i - sh.i0) * kcp * kMR);
+  return own;
+}
+
+template <class KT>
+void forward_share(const Forward& p, const Share& sh, const typename KT::Elem* shared_x) {
   using E = typename KT::Elem;
   const Structure& w = p.w;
-  const int64_t bn = w.bn, bk = w.bk, Kp = w.nbc * bk, mt = ceil_div(p.M, kMR);
+  const int64_t bn = w.bn, bk = w.bk, Kp = w.nbc * bk;
   const int TW = tile_width(bn);
   const int64_t esz = gemm::dtype_size(p.ydtype), vsz = gemm::dtype_size(w.vdtype);
+  if (sh.empty()) return;
+  const E* xp = own_panels<KT>(sh, shared_x, p.x, p.x, 0, 0.f, p.M, w.K, Kp);  // m-tile i at xp + (i - i0) ...
   auto nnz_of = [&](int64_t r) -> int64_t { return w.row_ptr[r + 1] - w.row_ptr[r]; };
   auto tiles_of = [&](int64_t r) { return std::min<int64_t>(bn / TW, ceil_div(w.N - r * bn, TW)); };  // inside N
   E* wp = nullptr;
@@ -131,8 +147,7 @@ void forward_range(const Forward& p, const typename KT::Elem* xp, int64_t u0, in
   auto prepare = [&](int64_t r0, int64_t r1, int64_t r2) {
     ahead = static_cast<const char*>(w.values) + w.row_ptr[r1] * bn * bk * vsz;
     ahead_left = (w.row_ptr[r2] - w.row_ptr[r1]) * bn * bk * vsz / 64;
-    ahead_share = ceil_div(ahead_left, std::max<int64_t>(1, std::min(mt, ceil_div(u1 - u0, r1 - r0)) * (r1 - r0) *
-                                                               (bn / TW)));
+    ahead_share = ceil_div(ahead_left, std::max<int64_t>(1, (sh.i1 - sh.i0) * (r1 - r0) * (bn / TW)));
     offset.assign(r1 - r0 + 1, 0);
     for (int64_t r = r0; r < r1; ++r) offset[r - r0 + 1] = offset[r - r0] + nnz_of(r) * bk * bn;
     wp = static_cast<E*>(scratch<KT>(2).get(sizeof(E) * std::max<int64_t>(1, offset[r1 - r0])));
@@ -152,7 +167,7 @@ void forward_range(const Forward& p, const typename KT::Elem* xp, int64_t u0, in
     for (int64_t t = 0; t < tiles_of(r); ++t) {
       const int64_t n0 = r * bn + t * TW;
       Segs s;
-      s.a = xp + i * Kp * kMR, s.a_idx = w.col_idx + j0, s.a_step = bk * kMR;
+      s.a = xp + (i - sh.i0) * Kp * kMR, s.a_idx = w.col_idx + j0, s.a_step = bk * kMR;
       s.b = wp + offset[r - r_first] + t * nr * bk * TW, s.b_step = bk * TW;
       s.n = static_cast<int>(nr), s.k = bk;
       if (ahead_left > 0 && nr > 0) {
@@ -166,7 +181,7 @@ void forward_range(const Forward& p, const typename KT::Elem* xp, int64_t u0, in
       KT::tile(rows, o.cols, TW)(s, o);
     }
   };
-  grouped_walk(u0, u1, mt, kGroupBytes / static_cast<int64_t>(sizeof(E)), chunk_tiles(Kp, sizeof(E)),
+  grouped_walk(sh, kGroupBytes / static_cast<int64_t>(sizeof(E)), chunk_tiles(Kp, sizeof(E)),
                [&](int64_t r) { return nnz_of(r) * bk * bn; }, prepare, body);
 }
 
@@ -176,29 +191,33 @@ void run_forward(const Forward& p) {
   const Structure& w = p.w;
   const int64_t mt = ceil_div(p.M, kMR), Kp = w.nbc * w.bk;
   const int T = threads_of<KT>(static_cast<double>(p.M) * w.nnz * w.bn * w.bk);
-  E* xp = static_cast<E*>(scratch<KT>(0).get(sizeof(E) * mt * Kp * kMR));
-  const int64_t grain = T == 1 ? mt : std::max<int64_t>(1, 32768 / Kp);
-  parallel_for(0, mt, grain, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) pack_rows<KT>(p.x, p.x, 0, 0.f, p.M, i, w.K, Kp, xp + i * Kp * kMR);
-  });
-  const auto bounds = balanced_bounds(w.nbr, mt, T, [&](int64_t r) {
+  const auto shares = split_work(w.nbr, mt, T, [&](int64_t r) {
     return (w.row_ptr[r + 1] - w.row_ptr[r]) * w.bk + kTileOverhead;
   });
+  E* xs = nullptr;  // split by lines: x packed once, shared by all threads
+  if (!shares[0].by_m) {
+    xs = static_cast<E*>(scratch<KT>(0).get(sizeof(E) * mt * Kp * kMR));
+    parallel_for(0, mt, std::max<int64_t>(1, 4096 / Kp), [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) pack_rows<KT>(p.x, p.x, 0, 0.f, p.M, i, w.K, Kp, xs + i * Kp * kMR);
+    });
+  }
   parallel_for(0, T, 1, [&](int64_t b, int64_t e) {
-    for (int64_t t = b; t < e; ++t) forward_range<KT>(p, xp, bounds[t], bounds[t + 1]);
+    for (int64_t t = b; t < e; ++t) forward_share<KT>(p, shares[t], xs);
   });
 }
 
 // ---- backward ------------------------------------------------------------------------------
 
 template <class KT>
-void grad_x_range(const Backward& p, const typename KT::Elem* gp, int64_t u0, int64_t u1) {
+void grad_x_share(const Backward& p, const Share& sh, const typename KT::Elem* shared_g) {
   using E = typename KT::Elem;
   const Structure& w = p.w;
-  const int64_t bn = w.bn, bk = w.bk, Np = w.nbr * bn, mt = ceil_div(p.M, kMR);
+  const int64_t bn = w.bn, bk = w.bk, Np = w.nbr * bn;
   const int TW = tile_width(bk);
   const int64_t esz = gemm::dtype_size(p.x.dtype), vsz = gemm::dtype_size(w.vdtype);
   const bool in_place = KT::b_in_place(w);
+  if (sh.empty()) return;
+  const E* gp = own_panels<KT>(sh, shared_g, p.g, p.y, p.dact, p.slope, p.M, w.N, Np);  // m-tile i at (i - i0)
   auto nnz_of = [&](int64_t c) -> int64_t { return w.t_row_ptr[c + 1] - w.t_row_ptr[c]; };
   auto tiles_of = [&](int64_t c) { return std::min<int64_t>(bk / TW, ceil_div(w.K - c * bk, TW)); };  // inside K
   E* bp = nullptr;
@@ -225,7 +244,7 @@ void grad_x_range(const Backward& p, const typename KT::Elem* gp, int64_t u0, in
     for (int64_t t = 0; t < tiles_of(c); ++t) {
       const int64_t k0 = c * bk + t * TW;
       Segs s;
-      s.a = gp + i * Np * kMR, s.a_idx = w.t_col_idx + t0, s.a_step = bn * kMR;
+      s.a = gp + (i - sh.i0) * Np * kMR, s.a_idx = w.t_col_idx + t0, s.a_step = bn * kMR;
       if (in_place) {  // values[t_block[..]] rows are B rows of stride bk
         s.b = static_cast<const E*>(w.values) + t * TW, s.b_idx = w.t_block + t0, s.b_step = bn * bk;
       } else {
@@ -238,7 +257,7 @@ void grad_x_range(const Backward& p, const typename KT::Elem* gp, int64_t u0, in
       KT::tile(rows, o.cols, in_place ? static_cast<int>(bk) : TW)(s, o);
     }
   };
-  grouped_walk(u0, u1, mt, kGroupBytes / static_cast<int64_t>(sizeof(E)), chunk_tiles(Np, sizeof(E)),
+  grouped_walk(sh, kGroupBytes / static_cast<int64_t>(sizeof(E)), chunk_tiles(Np, sizeof(E)),
                [&](int64_t c) { return nnz_of(c) * bk * bn; }, prepare, body);
 }
 
@@ -301,38 +320,40 @@ void run_backward(const Backward& p) {
   const Structure& w = p.w;
   const int64_t M = p.M, mt = ceil_div(M, kMR), Np = w.nbr * w.bn, Kp = w.nbc * w.bk, Mp = round_up(M, KT::KU);
   const int TWk = tile_width(w.bk);
-  const int64_t xpanels = p.gv ? Kp / TWk : 0, gtiles = p.gx ? mt : 0;
   const double fmas = static_cast<double>(M) * w.nnz * w.bn * w.bk * ((p.gx ? 1 : 0) + (p.gv ? 1 : 0));
   const int T = threads_of<KT>(fmas);
+  std::vector<Share> xs(T);  // grad_x shares (empty when not requested)
+  if (p.gx) xs = split_work(w.nbc, mt, T, [&](int64_t c) {
+    return (w.t_row_ptr[c + 1] - w.t_row_ptr[c]) * w.bn + kTileOverhead;
+  });
+  std::vector<int64_t> vb(T + 1, 0);
+  if (p.gv) vb = balanced_bounds(w.nnz, w.bn / kMR, T, [](int64_t) { return 1; });
+  // Packing, shared by all threads: g row panels for grad_x when split by block columns
+  // (split by m-tiles, each thread packs its own), x column panels and g^T panels for
+  // grad_values.
   constexpr int64_t kGtRows = 16;  // batch rows per g^T packing task
-  const int64_t gtchunks = p.gv ? ceil_div(Mp, kGtRows) : 0;
-  E* gp = p.gx ? static_cast<E*>(scratch<KT>(0).get(sizeof(E) * mt * Np * kMR)) : nullptr;
+  const int64_t gtiles = p.gx && !xs[0].by_m ? mt : 0;
+  const int64_t xpanels = p.gv ? Kp / TWk : 0, gtchunks = p.gv ? ceil_div(Mp, kGtRows) : 0;
+  E* gp = gtiles ? static_cast<E*>(scratch<KT>(0).get(sizeof(E) * mt * Np * kMR)) : nullptr;
   E* xq = p.gv ? static_cast<E*>(scratch<KT>(1).get(sizeof(E) * xpanels * Mp * TWk)) : nullptr;
-  E* gt = p.gv ? static_cast<E*>(scratch<KT>(3).get(sizeof(E) * Np * Mp)) : nullptr;
-  // Packing: g row panels for grad_x; x column panels and g^T panels for grad_values.
+  E* gt = p.gv ? static_cast<E*>(scratch<KT>(4).get(sizeof(E) * Np * Mp)) : nullptr;
   const int64_t tasks = gtiles + xpanels + gtchunks;
-  parallel_for(0, tasks, T == 1 ? tasks : 1, [&](int64_t b, int64_t e) {
+  parallel_for(0, tasks, T == 1 ? std::max<int64_t>(1, tasks) : 1, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
       if (i < gtiles) {
         pack_rows<KT>(p.g, p.y, p.dact, p.slope, M, i, w.N, Np, gp + i * Np * kMR);
       } else if (i < gtiles + xpanels) {
         const int64_t c0 = (i - gtiles) * TWk;
-        E* dst = xq + (i - gtiles) * Mp * TWk;
-        pack_tw<KT>(TWk, view(p.x, c0, p.x.cs, 0, p.x.rs), w.K - c0, M, Mp, dst);
+        pack_tw<KT>(TWk, view(p.x, c0, p.x.cs, 0, p.x.rs), w.K - c0, M, Mp, xq + (i - gtiles) * Mp * TWk);
       } else {
         const int64_t m0 = (i - gtiles - xpanels) * kGtRows;
         pack_g_t<KT>(p, m0, std::max<int64_t>(0, std::min(kGtRows, M - m0)), std::min(kGtRows, Mp - m0), Mp, gt);
       }
     }
   });
-  std::vector<int64_t> xb(T + 1, 0), vb(T + 1, 0);
-  if (p.gx) xb = balanced_bounds(w.nbc, mt, T, [&](int64_t c) {
-    return (w.t_row_ptr[c + 1] - w.t_row_ptr[c]) * w.bn + kTileOverhead;
-  });
-  if (p.gv) vb = balanced_bounds(w.nnz, w.bn / kMR, T, [](int64_t) { return 1; });
   parallel_for(0, T, 1, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
-      if (p.gx) grad_x_range<KT>(p, gp, xb[t], xb[t + 1]);
+      if (p.gx) grad_x_share<KT>(p, xs[t], gp);
       if (p.gv) grad_values_range<KT>(p, gt, xq, vb[t], vb[t + 1]);
     }
   });
