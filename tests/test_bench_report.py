@@ -83,3 +83,19 @@ def test_fmt_time_units():
     assert render.fmt_time(2.5e-3) == "2.5 ms"
     assert render.fmt_time(36e-6) == "36 us"
     assert render.fmt_time(None) == "-"
+
+
+def test_load_from_other_processes_during_the_run_is_reported():
+    from fastgan_kernels.bench import machine
+
+    # 10 s of machine time, 6 s busy of which 4 s were this process: others took 20%
+    assert machine.others_busy_pct((100.0, 1000.0, 50.0), (106.0, 1010.0, 54.0)) == 20.0
+    assert machine.others_busy_pct((100.0, 1000.0, 50.0), (103.0, 1010.0, 54.0)) == 0.0  # clock skew: never < 0
+    assert machine.others_busy_pct(None, (1.0, 2.0, 3.0)) is None
+    snap = machine.load_snapshot()
+    assert snap is None or (snap[1] >= snap[0] >= 0 and snap[2] >= 0)
+    report = make_report()
+    report.settings.update(cpu_busy_before_pct=1.0, cpu_busy_after_pct=2.0, others_busy_during_pct=40.0)
+    assert "took 40% of the CPUs while this run was timing" in render.busy_warning(report)
+    report.settings["others_busy_during_pct"] = 3.0
+    assert render.busy_warning(report) == ""

@@ -162,6 +162,29 @@ def cpu_busy_pct(interval_s: float = 0.5) -> Optional[float]:
     return round(100.0 * (b[0] - a[0]) / (b[1] - a[1]), 1)
 
 
+def load_snapshot() -> Optional[tuple[float, float, float]]:
+    """(busy CPU seconds of the machine, total CPU seconds, this process's CPU seconds) now."""
+    import time
+
+    stat = _proc_stat()
+    if not stat:
+        return None
+    tick = float(os.sysconf("SC_CLK_TCK")) if hasattr(os, "sysconf") else 100.0
+    return stat[0] / tick, stat[1] / tick, time.process_time()
+
+
+def others_busy_pct(start, end) -> Optional[float]:
+    """Share of the machine's CPU time that OTHER processes used between two ``load_snapshot()``s.
+
+    Measured while the benchmark runs (its own CPU time, spinning threads included, is taken
+    out), so it catches the load that the before / after samples miss.
+    """
+    if not start or not end or end[1] <= start[1]:
+        return None
+    others = (end[0] - start[0]) - (end[2] - start[2])
+    return round(max(0.0, 100.0 * others / (end[1] - start[1])), 1)
+
+
 def one_line(info: dict) -> str:
     cpu, gpu, v = info.get("cpu", {}), info.get("gpu", {}), info.get("versions", {})
     gpu_text = f"{gpu.get('name')} (driver {gpu.get('driver')}, CUDA {gpu.get('cuda_runtime')})" \

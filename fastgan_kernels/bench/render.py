@@ -137,6 +137,11 @@ def busy_warning(report: Report) -> str:
     if s.get("device") != "cpu":
         return ""
     busy = [v for v in (s.get("cpu_busy_before_pct"), s.get("cpu_busy_after_pct")) if v is not None]
+    during = s.get("others_busy_during_pct")
+    if during is not None and during >= BUSY_WARN_PCT / 2 and (not busy or max(busy) < BUSY_WARN_PCT):
+        return (f"WARNING: other processes took {during:.0f}% of the CPUs while this run was timing (quiet "
+                "before and after); multi-threaded providers suffer most from such contention, so these figures "
+                "are not reliable. Re-run on a quiet machine.")
     if not busy or max(busy) < BUSY_WARN_PCT:
         return ""
     return (f"WARNING: other processes kept the CPUs {max(busy):.0f}% busy around this run (load average "
@@ -205,12 +210,17 @@ def to_markdown(report: Report) -> str:
            f"quick: {s.get('quick')}" + (f"; case set: {s['case_set']}" if s.get("case_set") else ""),
            f"- Allocator (same for every provider): {s.get('allocator', {}).get('summary', '-')}",
            f"- Load average at start / end: {s.get('loadavg_start')} / {s.get('loadavg_end')}; CPU busy with "
-           f"other work just before / after: {s.get('cpu_busy_before_pct')}% / {s.get('cpu_busy_after_pct')}% "
+           f"other work just before / after: {s.get('cpu_busy_before_pct')}% / {s.get('cpu_busy_after_pct')}%"
+           + (f", during: {s['others_busy_during_pct']}%" if s.get("others_busy_during_pct") is not None else "")
+           + " "
            "(the machine is shared: figures are +-15% at best)", ""]
     if busy_warning(report):
         out += [f"> **{busy_warning(report)}**", ""]
     for op, info in report.suites.items():
-        took = f" ({info['duration_s']:.0f} s)" if info.get("duration_s") is not None else ""
+        took = f" ({info['duration_s']:.0f} s" if info.get("duration_s") is not None else ""
+        if took and info.get("others_busy_pct") is not None:
+            took += f"; other processes took {info['others_busy_pct']:.0f}% of the CPUs meanwhile"
+        took += ")" if took else ""
         out += [f"- `{op}`{took}: {info.get('description')}"]
         out += [f"  - {k}: {val}" for k, val in info.get("notes", {}).items()]
         if info.get("timing"):

@@ -260,7 +260,7 @@ def run(options: RunOptions, on_case: Optional[Callable[[Report], None]] = None)
             report.suites[op]["timing"] = dataclasses.asdict(config)
         plan += [(suite, case, providers, config) for case in select_cases(suite, options)]
     bar = _progress(sum(len(p) for _, _, p, _ in plan), options.progress)
-    start = time.perf_counter()
+    start, run_load = time.perf_counter(), machine.load_snapshot()
     try:
         for suite, case, providers, config in plan:
             if options.budget_s is not None and time.perf_counter() - start > options.budget_s:
@@ -271,10 +271,11 @@ def run(options: RunOptions, on_case: Optional[Callable[[Report], None]] = None)
                 bar.update(len(providers))
                 continue
             bar.set_description(f"{case.op} {case.id}")
-            case_start = time.perf_counter()
+            case_start, case_load = time.perf_counter(), machine.load_snapshot()
             run_case(suite, case, providers, report, config, on_provider=lambda name: bar.update(1))
             info = report.suites[suite.op]
             info["duration_s"] = info.get("duration_s", 0.0) + time.perf_counter() - case_start
+            _add_load(info, case_load, machine.load_snapshot())
             report.duration_s = time.perf_counter() - start
             if on_case:
                 on_case(report)
@@ -283,7 +284,20 @@ def run(options: RunOptions, on_case: Optional[Callable[[Report], None]] = None)
     report.duration_s = time.perf_counter() - start
     report.settings["loadavg_end"] = _loadavg()
     report.settings["cpu_busy_after_pct"] = machine.cpu_busy_pct()
+    report.settings["others_busy_during_pct"] = machine.others_busy_pct(run_load, machine.load_snapshot())
+    for info in report.suites.values():
+        info.pop("_load", None)
     return report
+
+
+def _add_load(info: dict, start, end) -> None:
+    """Accumulate, per suite, the CPU time other processes took while its cases ran."""
+    if not start or not end:
+        return
+    acc = info.setdefault("_load", [0.0, 0.0, 0.0])
+    for i in range(3):
+        acc[i] += end[i] - start[i]
+    info["others_busy_pct"] = machine.others_busy_pct((0.0, 0.0, 0.0), tuple(acc))
 
 
 def _loadavg():
