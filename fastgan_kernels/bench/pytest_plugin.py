@@ -15,7 +15,8 @@ per call. Options: ``--fastgan-device {auto,cpu,cuda}``, ``--fastgan-cases {full
 (default ``full``: every suite's full grid, e.g. each sparsity x block x shape of the block-sparse
 suite; ``default`` is the case set of ``fastgan-kernels bench``), ``--fastgan-quick`` (= ``--fastgan-cases
 quick``). A call slower than the suite's max_run_time (torch.sparse BSR at low sparsity) gets
-one round of ``benchmark.pedantic``, the harness's bound, instead of pytest-benchmark's five. Suites that judge by signal-to-noise (int8) or time whole models add SQNR / PSNR and
+one round of ``benchmark.pedantic``, the harness's bound, instead of pytest-benchmark's five.
+Suites that judge by signal-to-noise (int8) or time whole models add SQNR / PSNR and
 images/s to ``extra_info``, and those with a peer group the speed-up over the fastest peer measured
 in the session (``speedup_vs_peer``, ``peer``).
 """
