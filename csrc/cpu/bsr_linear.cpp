@@ -13,6 +13,7 @@
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
+#include <cstring>
 #include <string>
 #include <tuple>
 
@@ -20,6 +21,7 @@
 #include "bsr/problem.h"
 #include "cpu_features.h"
 #include "gemm/gemm.h"
+#include "gemm/tile.h"
 
 namespace fastgan {
 namespace cpu {
@@ -123,6 +125,15 @@ at::Tensor bsr_linear_fwd(const at::Tensor& x, const at::Tensor& values, const a
   p.bias = bias32.defined() ? bias32.data_ptr<float>() : nullptr;
   p.act = static_cast<int>(activation), p.slope = static_cast<float>(negative_slope);
   p.y = y.data_ptr(), p.ydtype = p.x.dtype;
+  if (p.w.nnz == 0) {  // every block pruned: each row is act(bias), nothing to pack or multiply
+    char* out = static_cast<char*>(p.y);
+    const int64_t row_bytes = N * gemm::dtype_size(p.ydtype);
+    for (int64_t n = 0; n < N; ++n)
+      gemm::store_scalar(out + n * gemm::dtype_size(p.ydtype), p.ydtype,
+                         act_ref(p.act, p.bias ? p.bias[n] : 0.f, p.slope));
+    for (int64_t m = 1; m < M; ++m) std::memcpy(out + m * row_bytes, out, row_bytes);
+    return y;
+  }
   switch (bsr_path(p.x.dtype)) {
     case Path::kAvx512Bf16: forward_avx512_bf16(p); break;
     case Path::kAvx512F32: forward_avx512_f32(p); break;
@@ -164,8 +175,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bsr_linear_bwd(
     gv = at::empty(values.sizes(), values.options());
     p.gv = gv.data_ptr();
   }
-  if (M == 0) {
+  if (M == 0 || p.w.nnz == 0) {  // empty sums: zero gradients (and no blocks to differentiate)
     if (need_values) gv.zero_();
+    if (need_x) gx.zero_();
   } else if (need_x || need_values) {
     switch (bsr_path(p.x.dtype)) {
       case Path::kAvx512Bf16: backward_avx512_bf16(p); break;
