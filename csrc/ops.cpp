@@ -94,6 +94,12 @@ TORCH_LIBRARY(fastgan_ext, m) {
   m.def("int8_linear_fwd(Tensor xq, Tensor x_scale, Tensor w_packed, Tensor w_scale, Tensor? bias, "
         "int out_features, int activation, float negative_slope, ScalarType out_dtype, "
         "Tensor? out_scale) -> Tensor");
+  // Dynamic int8 linear in one kernel: x [M, K] float (float32/bfloat16/float16, any strides) is
+  // quantised per token (exactly quantize_per_token, raising on a non-finite row) while the GEMM
+  // packs it, then int8_linear_fwd's GEMM and epilogue run with x_scale = those per-row scales.
+  // Bit for bit quantize_per_token + int8_linear_fwd; CPU only (GPU backends compose the two).
+  m.def("int8_linear_dynamic_fwd(Tensor x, Tensor w_packed, Tensor w_scale, Tensor? bias, int out_features, "
+        "int activation, float negative_slope, ScalarType out_dtype, Tensor? out_scale) -> Tensor");
 }
 
 // `import fastgan_kernels._C` loads the library above; the module itself is empty.

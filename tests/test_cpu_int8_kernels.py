@@ -305,3 +305,88 @@ def test_many_rows_in_parallel_report_the_first_bad_row():
     x[1000, 2] = float("inf")
     with pytest.raises(ValueError, match=r"first in row 1000\)"):
         E.quantize_per_token(x)
+
+
+# ---- int8_linear_dynamic_fwd: per-token quantisation fused into the GEMM's A packing -------------
+def dyn(x, blob, ws, bias, n, act, out_dtype, out_scale=None):
+    return E.int8_linear_dynamic_fwd(x, blob, ws, bias, n, act, SLOPE, out_dtype, out_scale)
+
+
+def two_step(x, blob, ws, bias, n, act, out_dtype, out_scale=None):
+    q, s = E.quantize_per_token(x)
+    return fwd(q, s, blob, ws, bias, n, act, out_dtype, out_scale)
+
+
+def _float_views(m, k, dtype):
+    wide = (torch.randn(m, 2 * k + 3) * 3).to(dtype)
+    if m >= 9:  # zero, tie, denormal and largest-finite rows (_rows_with_ties) among random ones
+        wide[:9, :k] = _rows_with_ties(dtype)[:, :k]
+    x = wide[:, :k]
+    return {"contiguous": wide[:, :k].contiguous(), "row-strided": wide[:, :k], "strided": wide[:, 1:2 * k + 1:2],
+            "column-major": x.t().contiguous().t()}
+
+
+@pytest.mark.parametrize("path", list(GEMM_PATHS) + ["portable+avx512_quantiser"])
+@pytest.mark.parametrize("m", [1, 17, 256])
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_dynamic_equals_quantize_then_linear(path, m, dtype):
+    k, n = (67, 37) if m > 1 else (301, 49)  # odd K and N: tails in the packing and the epilogue
+    _, _, wq, ws, bias = make(1, k, n)
+    blob = E.int8_pack_weight(wq)
+    cases = [(torch.float32, 2, bias, None), (dtype, 3, None, None), (torch.int8, 1, bias, torch.tensor([0.05])),
+             (torch.int32, 0, None, None)]
+    ctx = _ext.cpu_isa("avx512") if path == "portable+avx512_quantiser" else gemm_path(path)
+    if path == "portable+avx512_quantiser" and _max_isa() < _ext.Isa.AVX512:
+        pytest.skip("this CPU has no AVX-512")
+    with ctx:
+        for name, x in _float_views(m, k, dtype).items():
+            for out_dtype, act, b, out_scale in cases:
+                got = dyn(x, blob, ws, b, n, act, out_dtype, out_scale)
+                assert got.dtype == out_dtype and got.shape == (m, n) and got.is_contiguous()
+                assert torch.equal(got, two_step(x, blob, ws, b, n, act, out_dtype, out_scale)), (name, out_dtype)
+
+
+def test_dynamic_threads_split_the_same_way():
+    x = torch.randn(1024, 64) * 3
+    wq = torch.randint(-127, 128, (100, 64), dtype=torch.int8)
+    blob, ws, b = E.int8_pack_weight(wq), torch.rand(100) * 0.02, torch.randn(100)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = dyn(x, blob, ws, b, 100, 2, torch.float32)
+        torch.set_num_threads(max(2, threads))
+        many = dyn(x, blob, ws, b, 100, 2, torch.float32)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, many) and torch.equal(one, two_step(x, blob, ws, b, 100, 2, torch.float32))
+
+
+@pytest.mark.parametrize("path", GEMM_PATHS)
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_dynamic_non_finite_input_raises(path, bad):
+    wq = torch.randint(-127, 128, (20, 40), dtype=torch.int8)
+    blob, ws = E.int8_pack_weight(wq), torch.rand(20)
+    with gemm_path(path):
+        for dtype in FLOATS:
+            x = torch.randn(19, 80).to(dtype)
+            x[5, 34] = bad
+            x[17, 0] = bad
+            for v in (x[:, :40], x[:, ::2].t().contiguous().t()):
+                with pytest.raises(ValueError, match=r"int8_linear_dynamic_fwd: x has NaN or Inf \(first in row 5\)"):
+                    dyn(v, blob, ws, None, 20, 0, torch.float32)
+        x = torch.randn(4096, 40)  # rows packed by both threads: still the first bad row
+        x[3000, 1], x[1000, 2] = float("nan"), float("inf")
+        with pytest.raises(ValueError, match=r"first in row 1000\)"):
+            dyn(x, blob, ws, None, 20, 0, torch.float32)
+
+
+def test_dynamic_refuses_what_int8_linear_fwd_refuses():
+    _, _, wq, ws, _ = make(1, 64, 32)
+    blob = E.int8_pack_weight(wq)
+    with pytest.raises(ValueError, match=r"int8_linear_dynamic_fwd \(cpu\): w_packed .*another shape"):
+        dyn(torch.randn(4, 63), blob, ws, None, 32, 0, torch.float32)
+    with pytest.raises(TypeError, match="x must be float32, bfloat16 or float16"):
+        dyn(torch.zeros(4, 64, dtype=torch.int8), blob, ws, None, 32, 0, torch.float32)
+    with pytest.raises(ValueError, match="out_dtype int8 needs out_scale"):
+        dyn(torch.randn(4, 64), blob, ws, None, 32, 0, torch.int8)
+    assert dyn(torch.randn(0, 64), blob, ws, None, 32, 0, torch.float32).shape == (0, 32)

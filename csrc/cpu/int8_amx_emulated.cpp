@@ -14,13 +14,13 @@
 namespace fastgan {
 namespace cpu {
 namespace int8 {
-void gemm_amx_emulated(const GemmArgs& g) { run_amx(g); }
+int64_t gemm_amx_emulated(const GemmArgs& g) { return run_amx(g); }
 }  // namespace int8
 }  // namespace cpu
 }  // namespace fastgan
 
 #else  // not x86-64: dispatch never selects this path
 namespace fastgan { namespace cpu { namespace int8 {
-void gemm_amx_emulated(const GemmArgs& g) { gemm_portable(g); }
+int64_t gemm_amx_emulated(const GemmArgs& g) { return gemm_portable(g); }
 }}}
 #endif

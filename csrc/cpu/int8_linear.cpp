@@ -5,6 +5,8 @@
 //   quantize_per_tensor(x, s)     int8 q with the given scale [1]; ValueError on NaN / Inf
 //   int8_pack_weight(wq)          the packed blob (int8/packed_weight.h)
 //   int8_linear_fwd(...)          int32 GEMM on the blob + the fused epilogue
+//   int8_linear_dynamic_fwd(x...) the same on a float x quantised per token while the GEMM
+//                                 packs it (bit for bit quantize_per_token + int8_linear_fwd)
 //
 // GEMM paths, best first (select_path):
 //   AMX emulation (the test switch fastgan_ext::set_amx_emulation, shared with the bf16 GEMM)
@@ -23,6 +25,7 @@
 #include <cstring>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "cpu_features.h"
 #include "gemm/gemm.h"
@@ -84,22 +87,24 @@ void check_2d(const at::Tensor& t, const char* op, const char* name) {
   TORCH_CHECK_VALUE(t.device().is_cpu(), op, " (cpu): ", name, " must be a CPU tensor");
 }
 
+// The row quantiser of this machine (and ISA cap); all of them are bit-identical.
+QuantRowsFn quantizer() { return isa_level() >= kAvx512 ? &quantize_rows_avx512 : &quantize_rows_portable; }
+
+void raise_non_finite(const char* op, int64_t row) {
+  TORCH_CHECK_VALUE(false, op, ": x has NaN or Inf (first in row ", row, "); int8 quantisation would lose it");
+}
+
 // Runs the row quantiser over [0, M) in parallel; raises on the first non-finite row.
 void quantize(const QuantArgs& a, const char* op) {
-  const bool vec = isa_level() >= kAvx512;
-  std::atomic<int64_t> bad{a.M};
+  const QuantRowsFn rows = quantizer();
+  FirstBadRow bad;
   // ~64 K elements (~15 us) per thread at least (see split_work).
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, a.K));
   parallel_for(0, a.M, grain, [&](int64_t b, int64_t e) {
-    const int64_t r = vec ? quantize_rows_avx512(a, b, e) : quantize_rows_portable(a, b, e);
-    if (r < 0) return;
-    int64_t cur = bad.load();
-    while (r < cur && !bad.compare_exchange_weak(cur, r)) {
-    }
+    const int64_t r = rows(a, b, e);
+    if (r >= 0) bad.note(r);
   });
-  const int64_t row = bad.load();
-  TORCH_CHECK_VALUE(row == a.M, op, ": x has NaN or Inf (first in row ", row,
-                    "); int8 quantisation would lose it");
+  if (bad.any()) raise_non_finite(op, bad.row());
 }
 
 QuantArgs quant_args(const at::Tensor& x, at::Tensor& q, const char* op) {
@@ -148,11 +153,72 @@ at::Tensor int8_pack_weight(const at::Tensor& wq) {
   return blob;
 }
 
-at::Tensor small_vector(const at::Tensor& t, int64_t n, const char* name) {
-  TORCH_CHECK_VALUE(t.device().is_cpu() && t.scalar_type() == at::kFloat && t.numel() == n, "int8_linear_fwd (cpu): ",
-                    name, " must be a float32 CPU tensor of ", n, " elements, got ", t.scalar_type(), " ",
-                    t.sizes());
+at::Tensor small_vector(const at::Tensor& t, int64_t n, const char* op, const char* name) {
+  TORCH_CHECK_VALUE(t.device().is_cpu() && t.scalar_type() == at::kFloat && t.numel() == n, op, " (cpu): ", name,
+                    " must be a float32 CPU tensor of ", n, " elements, got ", t.scalar_type(), " ", t.sizes());
   return t.reshape({n}).contiguous();
+}
+
+// Everything of an int8 linear but A and x_scale: the packed weight, w_scale, bias, the
+// activation and the output (allocated here, [M, N] of out_dtype). `keep` holds the small
+// tensors the kernel reads through g.e.
+at::Tensor layer_args(GemmArgs& g, std::vector<at::Tensor>& keep, const char* op, const at::TensorOptions& opts,
+                      const at::Tensor& w_packed, const at::Tensor& w_scale, const std::optional<at::Tensor>& bias,
+                      int64_t activation, double negative_slope, at::ScalarType out_dtype,
+                      const std::optional<at::Tensor>& out_scale) {
+  TORCH_CHECK_VALUE(activation >= 0 && activation <= 4, op, " (cpu): activation code must be in 0..4");
+  const int64_t N = g.N, K = g.K;
+  TORCH_CHECK_VALUE(w_packed.device().is_cpu() && w_packed.dim() == 1 && w_packed.is_contiguous() &&
+                        (w_packed.scalar_type() == at::kByte || w_packed.scalar_type() == at::kChar),
+                    op, " (cpu): w_packed must be the 1-D uint8 blob of int8_pack_weight, got ",
+                    w_packed.scalar_type(), " ", w_packed.sizes());
+  const uint8_t* blob = static_cast<const uint8_t*>(w_packed.data_ptr());
+  PackedHeader h{};
+  const char* why = check_packed(blob, w_packed.numel(), N, K, &h);
+  if (*why) {
+    PackedHeader seen{};
+    if (w_packed.numel() >= 64) std::memcpy(&seen, blob, sizeof(seen));
+    TORCH_CHECK_VALUE(false, op, " (cpu): w_packed does not match the layer: ", why, " (expected a weight [", N, ", ",
+                      K, "]",
+                      seen.magic == kPackedMagic ? ", the blob says [" + std::to_string(seen.n) + ", " +
+                                                       std::to_string(seen.k) + "]"
+                                                 : std::string(),
+                      "); repack it with int8_pack_weight");
+  }
+  g.w = packed_view(blob, h);
+  Epilogue& e = g.e;
+  switch (out_dtype) {
+    case at::kFloat: e.kind = OutKind::kF32; break;
+    case at::kBFloat16: e.kind = OutKind::kBF16; break;
+    case at::kHalf: e.kind = OutKind::kF16; break;
+    case at::kChar: e.kind = OutKind::kI8; break;
+    case at::kInt: e.kind = OutKind::kI32; break;
+    default: TORCH_CHECK_TYPE(false, op, " (cpu): unsupported out_dtype ", out_dtype);
+  }
+  if (e.kind == OutKind::kI8) {
+    TORCH_CHECK_VALUE(out_scale.has_value() && out_scale->defined(), op, " (cpu): out_dtype int8 needs out_scale");
+    e.out_scale = *small_vector(*out_scale, 1, op, "out_scale").data_ptr<float>();
+  }
+  keep.push_back(small_vector(w_scale, N, op, "w_scale"));
+  e.w_scale = keep.back().data_ptr<float>();
+  if (bias.has_value() && bias->defined()) {
+    keep.push_back(small_vector(*bias, N, op, "bias"));
+    e.bias = keep.back().data_ptr<float>();
+  }
+  e.act = static_cast<int>(activation);
+  e.slope = static_cast<float>(negative_slope);
+  at::Tensor y = at::empty({g.M, N}, opts.dtype(out_dtype));
+  e.out = y.data_ptr();
+  return y;
+}
+
+int64_t run_gemm(const GemmArgs& g) {
+  switch (select_path()) {
+    case Path::kAmxEmulated: return gemm_amx_emulated(g);
+    case Path::kAmx: return gemm_amx(g);
+    case Path::kAvx512Vnni: return gemm_vnni(g);
+    default: return gemm_portable(g);
+  }
 }
 
 at::Tensor int8_linear_fwd(const at::Tensor& xq, const at::Tensor& x_scale, const at::Tensor& w_packed,
@@ -162,65 +228,53 @@ at::Tensor int8_linear_fwd(const at::Tensor& xq, const at::Tensor& x_scale, cons
   const char* op = "int8_linear_fwd";
   check_2d(xq, op, "xq");
   TORCH_CHECK_TYPE(xq.scalar_type() == at::kChar, "int8_linear_fwd (cpu): xq must be int8, got ", xq.scalar_type());
-  TORCH_CHECK_VALUE(activation >= 0 && activation <= 4, "int8_linear_fwd (cpu): activation code must be in 0..4");
-  const int64_t M = xq.size(0), K = xq.size(1), N = out_features;
-  TORCH_CHECK_VALUE(w_packed.device().is_cpu() && w_packed.dim() == 1 && w_packed.is_contiguous() &&
-                        (w_packed.scalar_type() == at::kByte || w_packed.scalar_type() == at::kChar),
-                    "int8_linear_fwd (cpu): w_packed must be the 1-D uint8 blob of int8_pack_weight, got ",
-                    w_packed.scalar_type(), " ", w_packed.sizes());
-  const uint8_t* blob = static_cast<const uint8_t*>(w_packed.data_ptr());
-  PackedHeader h{};
-  const char* why = check_packed(blob, w_packed.numel(), N, K, &h);
-  if (*why) {
-    PackedHeader seen{};
-    if (w_packed.numel() >= 64) std::memcpy(&seen, blob, sizeof(seen));
-    TORCH_CHECK_VALUE(false, "int8_linear_fwd (cpu): w_packed does not match the layer: ", why,
-                      " (expected a weight [", N, ", ", K, "]",
-                      seen.magic == kPackedMagic ? ", the blob says [" + std::to_string(seen.n) + ", " +
-                                                       std::to_string(seen.k) + "]"
-                                                 : std::string(),
-                      "); repack it with int8_pack_weight");
-  }
-  TORCH_CHECK_VALUE(x_scale.numel() == M || x_scale.numel() == 1,
-                    "int8_linear_fwd (cpu): x_scale must have M or 1 elements");
-  const at::Tensor xs = small_vector(x_scale, x_scale.numel(), "x_scale");
-  const at::Tensor ws = small_vector(w_scale, N, "w_scale");
-  at::Tensor b;
-  if (bias.has_value() && bias->defined()) b = small_vector(*bias, N, "bias");
-
   GemmArgs g;
-  g.M = M, g.N = N, g.K = K;
+  g.M = xq.size(0), g.N = out_features, g.K = xq.size(1);
   g.x = xq.data_ptr<int8_t>(), g.rs = xq.stride(0), g.cs = xq.stride(1);
-  g.w = packed_view(blob, h);
-  Epilogue& e = g.e;
-  switch (out_dtype) {
-    case at::kFloat: e.kind = OutKind::kF32; break;
-    case at::kBFloat16: e.kind = OutKind::kBF16; break;
-    case at::kHalf: e.kind = OutKind::kF16; break;
-    case at::kChar: e.kind = OutKind::kI8; break;
-    case at::kInt: e.kind = OutKind::kI32; break;
-    default: TORCH_CHECK_TYPE(false, "int8_linear_fwd (cpu): unsupported out_dtype ", out_dtype);
+  std::vector<at::Tensor> keep;
+  at::Tensor y = layer_args(g, keep, op, xq.options(), w_packed, w_scale, bias, activation, negative_slope, out_dtype,
+                            out_scale);
+  TORCH_CHECK_VALUE(x_scale.numel() == g.M || x_scale.numel() == 1,
+                    "int8_linear_fwd (cpu): x_scale must have M or 1 elements");
+  const at::Tensor xs = small_vector(x_scale, x_scale.numel(), op, "x_scale");
+  g.e.x_scale = xs.data_ptr<float>();
+  g.e.per_row_scale = xs.numel() == g.M;
+  if (g.M > 0 && g.N > 0) run_gemm(g);
+  return y;
+}
+
+at::Tensor int8_linear_dynamic_fwd(const at::Tensor& x, const at::Tensor& w_packed, const at::Tensor& w_scale,
+                                   const std::optional<at::Tensor>& bias, int64_t out_features, int64_t activation,
+                                   double negative_slope, at::ScalarType out_dtype,
+                                   const std::optional<at::Tensor>& out_scale) {
+  const char* op = "int8_linear_dynamic_fwd";
+  check_2d(x, op, "x");
+  FloatA f;
+  f.x = x.data_ptr(), f.rs = x.stride(0), f.cs = x.stride(1);
+  f.dt = in_type(x, op);
+  f.quantize_rows = quantizer();
+  GemmArgs g;
+  g.M = x.size(0), g.N = out_features, g.K = x.size(1);
+  g.fx = &f;
+  std::vector<at::Tensor> keep;
+  at::Tensor y = layer_args(g, keep, op, x.options(), w_packed, w_scale, bias, activation, negative_slope, out_dtype,
+                            out_scale);
+  if (g.M == 0) return y;
+  // The per-token scales live for this call only: the calling thread's scratch.
+  f.scale = static_cast<float*>(ThreadScratch::get(g.M * int64_t{sizeof(float)}, ThreadScratch::kScales));
+  g.e.x_scale = f.scale;
+  g.e.per_row_scale = true;
+  int64_t bad = -1;
+  if (g.N > 0) {
+    bad = run_gemm(g);
+  } else {  // no GEMM, but NaN / Inf still raise, as in quantize_per_token
+    at::Tensor q = at::empty({g.M, g.K}, x.options().dtype(at::kChar));
+    QuantArgs a;
+    a.M = g.M, a.K = g.K, a.x = f.x, a.rs = f.rs, a.cs = f.cs, a.dt = f.dt;
+    a.q = q.data_ptr<int8_t>(), a.scale = f.scale;
+    quantize(a, op);
   }
-  if (e.kind == OutKind::kI8) {
-    TORCH_CHECK_VALUE(out_scale.has_value() && out_scale->defined(),
-                      "int8_linear_fwd (cpu): out_dtype int8 needs out_scale");
-    e.out_scale = *small_vector(*out_scale, 1, "out_scale").data_ptr<float>();
-  }
-  e.x_scale = xs.data_ptr<float>();
-  e.per_row_scale = xs.numel() == M;
-  e.w_scale = ws.data_ptr<float>();
-  e.bias = b.defined() ? b.data_ptr<float>() : nullptr;
-  e.act = static_cast<int>(activation);
-  e.slope = static_cast<float>(negative_slope);
-  at::Tensor y = at::empty({M, N}, xq.options().dtype(out_dtype));
-  e.out = y.data_ptr();
-  if (M == 0 || N == 0) return y;
-  switch (select_path()) {
-    case Path::kAmxEmulated: gemm_amx_emulated(g); break;
-    case Path::kAmx: gemm_amx(g); break;
-    case Path::kAvx512Vnni: gemm_vnni(g); break;
-    default: gemm_portable(g); break;
-  }
+  if (bad >= 0) raise_non_finite(op, bad);
   return y;
 }
 
@@ -240,4 +294,5 @@ TORCH_LIBRARY_IMPL(fastgan_ext, CPU, m) {
   m.impl("quantize_per_tensor", &fastgan::cpu::int8::quantize_per_tensor);
   m.impl("int8_pack_weight", &fastgan::cpu::int8::int8_pack_weight);
   m.impl("int8_linear_fwd", &fastgan::cpu::int8::int8_linear_fwd);
+  m.impl("int8_linear_dynamic_fwd", &fastgan::cpu::int8::int8_linear_dynamic_fwd);
 }

@@ -1,7 +1,8 @@
 // The portable int8 path: plain C++ quantisers and GEMM for any machine (x86-64 without
 // AVX512-VNNI, aarch64), compiled for the baseline target. The GEMM reads the same packed
 // panels as the vector paths (so tests of this path check the packing too), one row of A at a
-// time against one 16-column panel, with the scalar epilogue of the reference.
+// time against one 16-column panel, with the scalar epilogue of the reference. A float A
+// (int8_linear_dynamic_fwd) is quantised per token one row at a time (a_row, int8/int8.h).
 //
 // Exactness: the quantisers use the IEEE division and nearbyint (round half to even in the
 // default rounding mode), and the non-finite test on the integer bits of |x| (a max over
@@ -106,13 +107,21 @@ FASTGAN_NO_CONTRACT void store_out(const Epilogue& e, int64_t N, int64_t m, int6
 
 }  // namespace
 
-void gemm_portable(const GemmArgs& g) {
+int64_t gemm_portable(const GemmArgs& g) {
   const int64_t kgs = ceil_div(g.K, kGroup), pb = g.w.panel_bytes();
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, g.N * g.K));
+  FirstBadRow bad;
   parallel_for(0, g.M, grain, [&](int64_t m0, int64_t m1) {
     std::vector<int8_t> a(static_cast<size_t>(kgs * kGroup), 0);
     for (int64_t m = m0; m < m1; ++m) {
-      for (int64_t k = 0; k < g.K; ++k) a[k] = g.x[m * g.rs + k * g.cs];
+      int64_t cs;
+      const int8_t* src = a_row(g, m, a.data(), &cs);  // a float A: quantised into a
+      if (src == nullptr) {  // the later rows of this range can only come later
+        bad.note(m);
+        return;
+      }
+      if (src != a.data())
+        for (int64_t k = 0; k < g.K; ++k) a[k] = src[k * cs];
       for (int64_t p = 0; p < g.w.panels; ++p) {
         int32_t acc[kPanel] = {};
         const int8_t* b = g.w.data + p * pb;
@@ -126,6 +135,7 @@ void gemm_portable(const GemmArgs& g) {
       }
     }
   });
+  return bad.row();
 }
 
 }  // namespace int8

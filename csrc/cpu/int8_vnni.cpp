@@ -13,7 +13,8 @@
 // runs on the accumulators.
 //
 // A is packed once per call into [M / 8][K4 / 4][8][4] u8 (K4 = K rounded to 4): the 8 rows'
-// 4-byte groups of one k step are 32 contiguous bytes. Threads split the columns (48-column
+// 4-byte groups of one k step are 32 contiguous bytes. A float A (int8_linear_dynamic_fwd) is
+// quantised per token row by row into an L1-sized buffer on the way (a_row, int8.h). Threads split the columns (48-column
 // blocks), and also the rows when there are fewer column blocks than threads.
 //
 // GCC 12 keeps the _mm512_dpbusd_epi32 accumulators of an unrolled tile in memory (a
@@ -48,31 +49,40 @@ static inline __attribute__((always_inline, target(FASTGAN_VNNI_FEATURES))) __m5
 
 typedef int32_t __attribute__((may_alias, aligned(1))) i32_alias;
 
-// Rows [m0, m0 + rows) of xq as one A micro-panel: [kg][8][4] bytes of x ^ 0x80, zero padding
+// One row of A (element k at src[k * cs]) into its place `d` of an A micro-panel.
+static FASTGAN_VNNI_TARGET void pack_a_row(const int8_t* src, int64_t cs, int64_t K, uint8_t* d) {
+  int64_t k = 0;
+  if (cs == 1) {
+    const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+    // 16 groups of 4 k at a time: 64 bytes in, 16 scattered 4-byte words out (the tail
+    // masked: its missing bytes become 0x80, i.e. x = 0).
+    for (; k < K; k += 64) {
+      const int64_t left = K - k;
+      const __mmask64 m = left >= 64 ? ~__mmask64{0} : (__mmask64{1} << left) - 1;
+      alignas(64) int32_t w[16];
+      _mm512_store_si512(w, _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, src + k), flip));
+      uint8_t* dk = d + (k / kGroup) * (kMR * kGroup);
+      const int64_t groups = left >= 64 ? 16 : ceil_div(left, kGroup);
+      for (int j = 0; j < groups; ++j) *reinterpret_cast<i32_alias*>(dk + j * kMR * kGroup) = w[j];
+    }
+  }
+  for (; k < K; ++k) d[(k / kGroup) * (kMR * kGroup) + k % kGroup] = static_cast<uint8_t>(src[k * cs]) ^ 0x80u;
+}
+
+// Rows [m0, m0 + rows) of A as one micro-panel: [kg][8][4] bytes of x ^ 0x80, zero padding
 // (any value would do: the padded k of the weight are zero, the padded rows are not stored).
-static FASTGAN_VNNI_TARGET void pack_a_panel(const GemmArgs& g, int64_t m0, int rows, int64_t kgs, uint8_t* dst) {
+// A float A is quantised row by row into `tmp` first (a_row); returns the first row holding
+// NaN / Inf (the panel is then left incomplete), or -1.
+static FASTGAN_VNNI_TARGET int64_t pack_a_panel(const GemmArgs& g, int64_t m0, int rows, int64_t kgs, uint8_t* dst,
+                                                int8_t* tmp) {
   std::memset(dst, 0, static_cast<size_t>(kgs * kMR * kGroup));
   for (int r = 0; r < rows; ++r) {
-    const int8_t* src = g.x + (m0 + r) * g.rs;
-    uint8_t* d = dst + r * kGroup;
-    int64_t k = 0;
-    if (g.cs == 1) {
-      const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
-      // 16 groups of 4 k at a time: 64 bytes in, 16 scattered 4-byte words out (the tail
-      // masked: its missing bytes become 0x80, i.e. x = 0).
-      for (; k < g.K; k += 64) {
-        const int64_t left = g.K - k;
-        const __mmask64 m = left >= 64 ? ~__mmask64{0} : (__mmask64{1} << left) - 1;
-        alignas(64) int32_t w[16];
-        _mm512_store_si512(w, _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, src + k), flip));
-        uint8_t* dk = d + (k / kGroup) * (kMR * kGroup);
-        const int64_t groups = left >= 64 ? 16 : ceil_div(left, kGroup);
-        for (int j = 0; j < groups; ++j) *reinterpret_cast<i32_alias*>(dk + j * kMR * kGroup) = w[j];
-      }
-    }
-    for (; k < g.K; ++k)
-      d[(k / kGroup) * (kMR * kGroup) + k % kGroup] = static_cast<uint8_t>(src[k * g.cs]) ^ 0x80u;
+    int64_t cs;
+    const int8_t* src = a_row(g, m0 + r, tmp, &cs);
+    if (src == nullptr) return m0 + r;
+    pack_a_row(src, cs, g.K, dst + r * kGroup);
   }
+  return -1;
 }
 
 template <int R, int V>
@@ -108,16 +118,26 @@ const TileFn kTiles[kMR][kNV] = {FASTGAN_I8_ROW(1), FASTGAN_I8_ROW(2), FASTGAN_I
 
 }  // namespace
 
-void gemm_vnni(const GemmArgs& g) {
+int64_t gemm_vnni(const GemmArgs& g) {
   const int64_t kgs = ceil_div(g.K, kGroup);
   const int64_t mpanels = ceil_div(g.M, kMR);
   const int64_t apanel = kgs * kMR * kGroup;
   uint8_t* apack = static_cast<uint8_t*>(ThreadScratch::get(std::max<int64_t>(1, mpanels * apanel)));
   const int64_t pack_grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, apanel));
+  FirstBadRow bad;
   parallel_for(0, mpanels, pack_grain, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i)
-      pack_a_panel(g, i * kMR, static_cast<int>(std::min<int64_t>(kMR, g.M - i * kMR)), kgs, apack + i * apanel);
+    int8_t* tmp = g.fx ? static_cast<int8_t*>(ThreadScratch::get(std::max<int64_t>(1, g.K), ThreadScratch::kRow))
+                       : nullptr;
+    for (int64_t i = b; i < e; ++i) {
+      const int64_t r =
+          pack_a_panel(g, i * kMR, static_cast<int>(std::min<int64_t>(kMR, g.M - i * kMR)), kgs, apack + i * apanel, tmp);
+      if (r >= 0) {  // the later rows of this range can only come later
+        bad.note(r);
+        return;
+      }
+    }
   });
+  if (bad.any()) return bad.row();
 
   const int64_t nblocks = ceil_div(g.w.panels, kNV);
   const Split s = split_work(g.M, g.K, nblocks, kNV * kPanel, kMR);
@@ -141,6 +161,7 @@ void gemm_vnni(const GemmArgs& g) {
       }
     }
   });
+  return -1;
 }
 
 }  // namespace int8
@@ -149,6 +170,6 @@ void gemm_vnni(const GemmArgs& g) {
 
 #else  // not x86-64: dispatch never selects this path
 namespace fastgan { namespace cpu { namespace int8 {
-void gemm_vnni(const GemmArgs& g) { gemm_portable(g); }
+int64_t gemm_vnni(const GemmArgs& g) { return gemm_portable(g); }
 }}}
 #endif

@@ -11,6 +11,7 @@
 // panels p / p + 1 (tmm6, tmm7: 16 rows of 4 k x 16 columns = 1 KiB of the packed blob,
 // stride 64, int8/packed_weight.h) and issues 4 TDPBSSD. Ragged edges: 16-row and 16-column
 // variants (MT, NT = 1) and zero padding (k to 64 in the blob and in A; rows to 16 in A).
+// A float A (int8_linear_dynamic_fwd) is quantised per token straight into the packed rows.
 // All 8 tiles are 16 rows x 64 bytes, so one configuration serves every variant. After the
 // whole K the tiles are stored to a 4 KiB stack buffer and the AVX-512 epilogue
 // (epilogue_avx512.h) runs row by row: tiles have no element-wise arithmetic.
@@ -101,32 +102,46 @@ static FASTGAN_I8_AMX_TARGET __attribute__((noinline)) void amx_tile(int64_t kbl
   }
 }
 
-// xq rows [m0, m0 + 16) as 16 rows of kp bytes (zero padded) for TILELOADD.
-static FASTGAN_I8_AMX_TARGET void amx_pack_rows(const GemmArgs& g, int64_t m0, int64_t kp, int8_t* dst) {
+// Rows [m0, m0 + 16) of A as 16 rows of kp bytes (zero padded) for TILELOADD; a float A is
+// quantised straight into them (a_row). Returns the first row holding NaN / Inf, or -1.
+static FASTGAN_I8_AMX_TARGET int64_t amx_pack_rows(const GemmArgs& g, int64_t m0, int64_t kp, int8_t* dst) {
   for (int r = 0; r < 16; ++r, dst += kp) {
     const int64_t m = m0 + r;
     int64_t k = 0;
     if (m < g.M) {
-      const int8_t* src = g.x + m * g.rs;
-      if (g.cs == 1) {
-        std::memcpy(dst, src, static_cast<size_t>(g.K));
-        k = g.K;
-      } else {
-        for (; k < g.K; ++k) dst[k] = src[k * g.cs];
+      int64_t cs;
+      const int8_t* src = a_row(g, m, dst, &cs);
+      if (src == nullptr) return m;
+      if (src != dst) {
+        if (cs == 1) {
+          std::memcpy(dst, src, static_cast<size_t>(g.K));
+        } else {
+          for (int64_t j = 0; j < g.K; ++j) dst[j] = src[j * cs];
+        }
       }
+      k = g.K;
     }
     std::memset(dst + k, 0, static_cast<size_t>(kp - k));
   }
+  return -1;
 }
 
-static void run_amx(const GemmArgs& g) {
+static int64_t run_amx(const GemmArgs& g) {
   const int64_t kp = g.w.kp, kblocks = kp / kTileK;
   const int64_t groups = ceil_div(g.M, 16);
   int8_t* apack = static_cast<int8_t*>(ThreadScratch::get(std::max<int64_t>(64, groups * 16 * kp)));
+  FirstBadRow bad;
   parallel_for(0, groups, std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, 16 * kp)),
                [&](int64_t b, int64_t e) {
-                 for (int64_t i = b; i < e; ++i) amx_pack_rows(g, i * 16, kp, apack + i * 16 * kp);
+                 for (int64_t i = b; i < e; ++i) {
+                   const int64_t r = amx_pack_rows(g, i * 16, kp, apack + i * 16 * kp);
+                   if (r >= 0) {  // the later rows of this range can only come later
+                     bad.note(r);
+                     return;
+                   }
+                 }
                });
+  if (bad.any()) return bad.row();
 
   const int64_t nblocks = ceil_div(g.w.panels, 2), mtiles = ceil_div(g.M, kAmxRows);
   const Split s = split_work(g.M, g.K, nblocks, kAmxCols, kAmxRows);
@@ -156,6 +171,7 @@ static void run_amx(const GemmArgs& g) {
       }
     }
   });
+  return -1;
 }
 
 }  // namespace

@@ -1,5 +1,8 @@
 // The CPU int8 kernels behind fastgan_ext::quantize_per_token / quantize_per_tensor /
-// int8_pack_weight / int8_linear_fwd (schemas in csrc/ops.cpp, binding in int8_linear.cpp).
+// int8_pack_weight / int8_linear_fwd / int8_linear_dynamic_fwd (schemas in csrc/ops.cpp,
+// binding in int8_linear.cpp). int8_linear_dynamic_fwd is int8_linear_fwd whose A arrives as
+// float: every GEMM path quantises each row per token (the quantiser below, so bit for bit
+// quantize_per_token) while it packs A (a_row), instead of a separate pass and op call.
 //
 //   packed_weight.h        the packed weight blob: header, 16-column panels, compensation sums
 //   epilogue_avx512.h      int32 zmm accumulators -> scales, bias, activation, fp/int8/int32 store
@@ -50,6 +53,23 @@ struct QuantArgs {
 // unspecified), or -1. One thread; the caller splits the rows.
 int64_t quantize_rows_portable(const QuantArgs& a, int64_t m0, int64_t m1);
 int64_t quantize_rows_avx512(const QuantArgs& a, int64_t m0, int64_t m1);
+using QuantRowsFn = int64_t (*)(const QuantArgs&, int64_t, int64_t);
+
+// The smallest row index reported by parallel workers: row() is -1 while none was.
+class FirstBadRow {
+ public:
+  void note(int64_t r) {
+    int64_t cur = row_.load(std::memory_order_relaxed);
+    while (r < cur && !row_.compare_exchange_weak(cur, r)) {
+    }
+  }
+  bool any() const { return row_.load() != kNone; }
+  int64_t row() const { return any() ? row_.load() : -1; }
+
+ private:
+  static constexpr int64_t kNone = INT64_MAX;
+  std::atomic<int64_t> row_{kNone};
+};
 
 // ---- GEMM + epilogue ---------------------------------------------------------------------
 enum class OutKind : int8_t { kF32 = 0, kBF16 = 1, kF16 = 2, kI8 = 3, kI32 = 4 };
@@ -74,23 +94,53 @@ struct Epilogue {
   void* out = nullptr;             // [M, N] row-major, leading dimension N
 };
 
+// A float A (int8_linear_dynamic_fwd), quantised per token while the GEMM packs it.
+struct FloatA {
+  const void* x = nullptr;             // element (m, k) at x + (m * rs + k * cs) * size
+  int64_t rs = 0, cs = 0;
+  InType dt = InType::kF32;
+  QuantRowsFn quantize_rows = nullptr;  // quantize_rows_avx512 or _portable (bit-identical)
+  float* scale = nullptr;               // [M], written while packing: the epilogue's x_scale
+};
+
 struct GemmArgs {
   int64_t M = 0, N = 0, K = 0;
   const int8_t* x = nullptr;  // xq: element (m, k) at x[m * rs + k * cs]
   int64_t rs = 0, cs = 0;
+  const FloatA* fx = nullptr;  // instead of xq: a float A, quantised while packed
   PackedView w;
   Epilogue e;
 };
+
+// Row m of A as int8, element k at result[k * *cs]: xq's row in place, or, for a float A,
+// the row quantised into tmp (K bytes; *cs = 1) with its scale stored in fx->scale[m].
+// nullptr when that float row holds NaN / Inf (tmp is then unspecified).
+inline const int8_t* a_row(const GemmArgs& g, int64_t m, int8_t* tmp, int64_t* cs) {
+  if (g.fx == nullptr) {
+    *cs = g.cs;
+    return g.x + m * g.rs;
+  }
+  const FloatA& f = *g.fx;
+  QuantArgs a;
+  a.M = 1, a.K = g.K;
+  a.x = static_cast<const char*>(f.x) + m * f.rs * (f.dt == InType::kF32 ? 4 : 2);
+  a.cs = f.cs, a.dt = f.dt;
+  a.q = tmp, a.scale = f.scale + m;
+  *cs = 1;
+  return f.quantize_rows(a, 0, 1) < 0 ? tmp : nullptr;
+}
 
 // The code paths int8_linear_fwd can take (names from path_name()).
 enum class Path : int { kPortable = 0, kAvx512Vnni = 1, kAmx = 2, kAmxEmulated = 3 };
 Path select_path();
 const char* path_name(Path p);
 
-void gemm_portable(const GemmArgs& g);
-void gemm_vnni(const GemmArgs& g);
-void gemm_amx(const GemmArgs& g);
-void gemm_amx_emulated(const GemmArgs& g);
+// Each returns -1, or (float A only) the first row holding NaN / Inf: then the output is
+// left unspecified.
+int64_t gemm_portable(const GemmArgs& g);
+int64_t gemm_vnni(const GemmArgs& g);
+int64_t gemm_amx(const GemmArgs& g);
+int64_t gemm_amx_emulated(const GemmArgs& g);
 
 // Work split shared by the vector GEMMs: `nblocks` column blocks, each optionally split into
 // `msplit` row ranges (only when there are too few column blocks to keep every thread busy),
@@ -100,12 +150,16 @@ struct Split {
 };
 Split split_work(int64_t M, int64_t K, int64_t nblocks, int64_t cols_per_block, int64_t row_unit);
 
-// A per-thread, grow-only, 64-byte aligned buffer (packed activations). It belongs to the
-// thread that calls the op; the parallel workers only read it during that call.
+// Per-thread, grow-only, 64-byte aligned buffers, one per slot:
+//   kPackedA   the packed activations: the calling thread's; the workers only read it;
+//   kRow       one row of A quantised from float (a_row's tmp): each worker's own;
+//   kScales    the per-row scales of a float A: the calling thread's.
 class ThreadScratch {
  public:
-  static void* get(int64_t bytes) {
-    static thread_local ThreadScratch s;
+  enum Slot { kPackedA = 0, kRow = 1, kScales = 2, kSlots = 3 };
+  static void* get(int64_t bytes, Slot slot = kPackedA) {
+    static thread_local ThreadScratch all[kSlots];
+    ThreadScratch& s = all[slot];
     if (bytes > s.size_) {
       std::free(s.ptr_);
       const int64_t sz = round_up(bytes < 4096 ? 4096 : bytes, 64);
