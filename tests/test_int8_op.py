@@ -146,3 +146,54 @@ def test_opcheck(backend):
     torch.library.opcheck(torch.ops.fastgan.int8_linear.default,
                           (xq, xs, wq, ws, bias, packed(wq, name), "tanh", 0.2, torch.float32, None, name))
     torch.library.opcheck(torch.ops.fastgan.quantize_per_token.default, (torch.randn(5, 7, device=device), name))
+    x = torch.randn(9, 40, device=device)[:, ::2]
+    for args in [(bias, "tanh", 0.2, torch.float32, None), (None, "leaky_relu", 0.1, torch.int8, xs[:1])]:
+        torch.library.opcheck(torch.ops.fastgan.int8_linear_dynamic.default,
+                              (x, wq, ws, args[0], packed(wq, name), *args[1:], name))
+
+
+# ---- int8_linear_dynamic: quantize_per_token + int8_linear in one call ---------------------------
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_dynamic_equals_quantize_then_int8_linear(backend, dtype):
+    name, device = backend
+    _, _, wq, ws, bias = make(1, 65, 33, device)
+    w_packed = packed(wq, name)
+    x2 = (torch.randn(17, 130, device=device) * 3).to(dtype)[:, ::2]  # non-contiguous
+    x3 = (torch.randn(2, 5, 65, device=device) * 3).to(dtype)
+    for x in (x2, x3):
+        xq, xs = q8.quantize_per_token(x, name)
+        for out_dtype, out_scale, act in [(dtype, None, "leaky_relu"), (torch.int8, torch.tensor([0.05], device=device),
+                                                                          "relu"), (torch.int32, None, "identity")]:
+            b = None if out_dtype == torch.int32 else bias
+            y = q8.int8_linear_dynamic(x, wq, ws, b, act, 0.2, out_dtype, out_scale, w_packed, name)
+            ref = q8.int8_linear(xq, xs.reshape(-1), wq, ws, b, act, 0.2, out_dtype, out_scale, w_packed, name)
+            assert y.shape == (*x.shape[:-1], 33) and y.dtype == out_dtype
+            assert torch.equal(y, ref.reshape(y.shape)), (x.dim(), out_dtype)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_dynamic_refuses_nan(backend):
+    name, device = backend
+    _, _, wq, ws, _ = make(1, 8, 4, device)
+    x = torch.randn(4, 8, device=device)
+    x[2, 3] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        q8.int8_linear_dynamic(x, wq, ws, backend=name)
+
+
+def test_dynamic_bad_input_is_refused():
+    _, _, wq, ws, bias = make(4, 16, 8)
+    x = torch.randn(4, 16)
+    with pytest.raises(TypeError, match="x must be float32"):
+        q8.int8_linear_dynamic(x.to(torch.int8), wq, ws)
+    with pytest.raises(TypeError, match="wq must be int8"):
+        q8.int8_linear_dynamic(x, wq.float(), ws)
+    with pytest.raises(ValueError, match="in_features = 16"):
+        q8.int8_linear_dynamic(x[:, :8], wq, ws)
+    with pytest.raises(ValueError, match="w_scale must have shape"):
+        q8.int8_linear_dynamic(x, wq, ws[:3])
+    with pytest.raises(TypeError, match="out_scale is required"):
+        q8.int8_linear_dynamic(x, wq, ws, out_dtype=torch.int8)
+    with pytest.raises(ValueError, match="raw accumulator"):
+        q8.int8_linear_dynamic(x, wq, ws, bias, out_dtype=torch.int32)

@@ -61,6 +61,34 @@ def test_state_dict_round_trip_and_to(generator):
     torch.testing.assert_close(moved(z), qmodel(z))
 
 
+def test_dynamic_module_is_one_fused_call_with_the_two_step_result(monkeypatch):
+    from fastgan_kernels.ops import int8_linear as q8
+
+    torch.manual_seed(0)
+    layer = Int8Linear.from_linear(nn.Linear(70, 33), "leaky_relu", 0.2)
+    w = (layer.weight_int8, layer.weight_scale, layer.bias)
+    cases = [torch.randn(17, 140)[:, ::2], torch.randn(2, 5, 70), torch.randn(9, 70).to(torch.bfloat16)]
+    expected = [q8.int8_linear(*q8.quantize_per_token(x.reshape(-1, 70)), *w, "leaky_relu", 0.2, x.dtype)
+                for x in cases]
+    layer_int8_out = Int8Linear.from_linear(nn.Linear(70, 33), "relu", output_scale=0.05)
+    x8 = torch.randn(6, 70)
+    expected_int8 = q8.int8_linear(*q8.quantize_per_token(x8), layer_int8_out.weight_int8,
+                                   layer_int8_out.weight_scale, layer_int8_out.bias, "relu", 0.2, torch.int8,
+                                   layer_int8_out.output_scale)
+
+    def two_step(*args, **kwargs):
+        raise AssertionError("the dynamic Int8Linear quantised x in a separate call")
+
+    monkeypatch.setattr(q8, "run_quantize_per_token", two_step)
+    with torch.no_grad():
+        for x, ref in zip(cases, expected):
+            y = layer(x)
+            assert y.dtype == x.dtype and torch.equal(y, ref.reshape(y.shape))
+        assert torch.equal(layer_int8_out(x8), expected_int8)
+    with pytest.raises(ValueError, match="NaN"):
+        layer(torch.full((2, 70), float("nan")))
+
+
 def test_int8_linear_module_rejects_bad_configuration():
     with pytest.raises(ValueError, match="needs an input_scale"):
         Int8Linear.from_linear(nn.Linear(8, 4), input_quant="static")

@@ -9,6 +9,11 @@
   ``y = act(acc * x_scale[m] * w_scale[n] + bias[n])`` in the epilogue, written as float
   (fp32 / bf16 / fp16), requantised to int8 with ``out_scale`` (the next layer's static input
   scale, so int8 layers chain without a float round trip), or as the raw int32 accumulator.
+* ``fastgan::int8_linear_dynamic(x, wq, w_scale, bias, w_packed, activation, negative_slope,
+  out_dtype, out_scale, backend)``: ``quantize_per_token(x)`` then ``int8_linear`` in one call, for a
+  float ``x`` (what a dynamic Int8Linear does). The CPU kernel quantises each row while it packs x
+  for the GEMM (one pass over x, one kernel call), bit for bit the two-step result; the Triton and
+  CUDA backends compose their quantize_per_token and int8_linear kernels for now.
 
 No zero points. ``K`` is limited so that int32 accumulation cannot overflow:
 ``127 * 127 * K < 2**31``.
@@ -25,13 +30,17 @@ CPU kernels use it, others ignore it (and pack per call when it is missing).
 """
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import torch
 from torch import Tensor
 
+from .. import _ext as _extension
 from .. import activations, backends
 from . import _fastpath, _validate
+from ._int8_reference import (reference_int8_linear, reference_int8_linear_dynamic,  # noqa: F401 (public here)
+                              reference_quantize_per_tensor, reference_quantize_per_token)
 
 MAX_K = (2 ** 31 - 1) // (127 * 127)  # 133143: largest K whose int32 accumulator cannot overflow
 FLOAT_OUT = (torch.float32, torch.bfloat16, torch.float16)
@@ -48,44 +57,12 @@ def _ext():
     return torch.ops.fastgan_ext
 
 
-# --- references --------------------------------------------------------------------------------
-def _check_finite_rows(x: Tensor, name: str) -> None:
-    bad = ~torch.isfinite(x).all(dim=-1)
-    if bool(bad.any()):
-        row = int(bad.nonzero()[0, 0])
-        raise ValueError(f"{name} has NaN or Inf (first in row {row}); int8 quantisation would lose it")
+@functools.lru_cache(maxsize=None)
+def _has_fused_cpu_kernel() -> bool:
+    return _extension.has_kernel("int8_linear_dynamic_fwd", "CPU")
 
 
-def _round_clamp(v: Tensor) -> Tensor:
-    return torch.round(v).clamp_(-127, 127).to(torch.int8)
-
-
-def reference_quantize_per_token(x: Tensor) -> tuple[Tensor, Tensor]:
-    x = x.float()
-    _check_finite_rows(x, "x")
-    amax = x.abs().amax(dim=-1)
-    scale = torch.where(amax > 0, amax / 127.0, torch.full_like(amax, 1.0 / 127.0))
-    return _round_clamp(x / scale[:, None]), scale
-
-
-def reference_quantize_per_tensor(x: Tensor, scale: Tensor) -> Tensor:
-    x = x.float()
-    _check_finite_rows(x.reshape(-1, x.shape[-1]), "x")
-    return _round_clamp(x / scale.float())
-
-
-def reference_int8_linear(xq, x_scale, wq, w_scale, bias, act, slope, out_dtype, out_scale) -> Tensor:
-    # float64 holds every int32 accumulator exactly (|acc| < 2**31 < 2**53) on any device.
-    acc = xq.double() @ wq.double().t()
-    if out_dtype == torch.int32:
-        return acc.to(torch.int32)
-    y = acc.float() * x_scale.float().reshape(-1, 1) * w_scale.float().reshape(1, -1)
-    if bias is not None:
-        y = y + bias.float()
-    y = activations.apply(y, act, slope)
-    if out_dtype == torch.int8:
-        return _round_clamp(y / out_scale.float())
-    return y.to(out_dtype)
+_ACT_CODES = {name: code for code, name in enumerate(activations.NAMES)}  # canonical names (run_* callers)
 
 
 # --- custom ops --------------------------------------------------------------------------------
@@ -162,6 +139,46 @@ def _int8_linear_op(xq: Tensor, x_scale: Tensor, wq: Tensor, w_scale: Tensor, bi
 @_int8_linear_op.register_fake
 def _(xq, x_scale, wq, w_scale, bias, w_packed, activation, negative_slope, out_dtype, out_scale, backend):
     return xq.new_empty((*xq.shape[:-1], wq.shape[0]), dtype=out_dtype)
+
+
+def _int8_linear_dynamic(x: Tensor, wq: Tensor, w_scale: Tensor, bias: Optional[Tensor], w_packed: Optional[Tensor],
+                         activation: str, negative_slope: float, out_dtype: torch.dtype, out_scale: Optional[Tensor],
+                         backend: str) -> Tensor:
+    return _dynamic_kernels(x, wq, w_scale, bias, w_packed, int(activations.check_activation(activation, negative_slope)),
+                            negative_slope, out_dtype, out_scale, backends.resolve(backend, x.device, "int8_linear_fwd"))
+
+
+def _dynamic_kernels(x, wq, w_scale, bias, w_packed, act: int, negative_slope, out_dtype, out_scale, chosen: str):
+    """The fused CPU kernel, or the backend's quantize_per_token + int8_linear kernels (Triton, CUDA: for now)."""
+    n, k = wq.shape
+    x2 = x if x.dim() == 2 else x.reshape(-1, k)
+    if chosen in ("cpu_ext", "cuda_ext"):
+        ext = _ext()
+        packed = w_packed if w_packed is not None else ext.int8_pack_weight(wq)
+        if chosen == "cpu_ext" and _has_fused_cpu_kernel():
+            y = ext.int8_linear_dynamic_fwd(x2, packed, w_scale, bias, n, act, negative_slope, out_dtype, out_scale)
+        else:  # CUDA (or an extension built before the fused kernel)
+            xq, xs = ext.quantize_per_token(x2)
+            y = ext.int8_linear_fwd(xq, xs, packed, w_scale, bias, n, act, negative_slope, out_dtype, out_scale)
+    elif chosen == "triton":
+        xq, xs = _triton().quantize_per_token(x2)
+        y = _triton().int8_linear(xq, xs, wq, w_scale, bias, n, act, negative_slope, out_dtype, out_scale)
+    else:
+        y = reference_int8_linear_dynamic(x2, wq, w_scale, bias, act, negative_slope, out_dtype, out_scale)
+    return y if x.dim() == 2 else y.reshape(*x.shape[:-1], n)
+
+
+@torch.library.custom_op("fastgan::int8_linear_dynamic", mutates_args=())
+def _int8_linear_dynamic_op(x: Tensor, wq: Tensor, w_scale: Tensor, bias: Optional[Tensor],
+                            w_packed: Optional[Tensor], activation: str, negative_slope: float,
+                            out_dtype: torch.dtype, out_scale: Optional[Tensor], backend: str) -> Tensor:
+    return _int8_linear_dynamic(x, wq, w_scale, bias, w_packed, activation, negative_slope, out_dtype, out_scale,
+                                backend)
+
+
+@_int8_linear_dynamic_op.register_fake
+def _(x, wq, w_scale, bias, w_packed, activation, negative_slope, out_dtype, out_scale, backend):
+    return x.new_empty((*x.shape[:-1], wq.shape[0]), dtype=out_dtype)
 
 
 # --- checked entry points ----------------------------------------------------------------------
@@ -264,31 +281,42 @@ def int8_linear(xq: Tensor, x_scale: Tensor, wq: Tensor, w_scale: Tensor, bias: 
         _validate.check_tensor(t, f"{op}: {name}")
         if t.dtype != torch.int8:
             raise TypeError(f"{op}: {name} must be int8 (quantise it first), got {t.dtype}")
+    m = _validate.check_input(xq, _check_wq(op, wq, xq.device, "xq"), op)
+    _check_scale(x_scale, "x_scale", (m, 1), xq.device, op)
+    act, out_scale = _check_layer(op, xq.device, wq, w_scale, bias, activation, negative_slope, out_dtype, out_scale)
+    backends.check_backend(backend)
+    return run_int8_linear(xq, x_scale.reshape(-1), wq, w_scale, bias, w_packed, act, float(negative_slope),
+                           out_dtype, out_scale, backend)
+
+
+def _check_wq(op: str, wq: Tensor, device, x_name: str) -> int:
+    """wq int8 [N, K] on the input's device; returns K."""
     if wq.dim() != 2:
         raise ValueError(f"{op}: wq must be 2-D [out_features, in_features], got shape {tuple(wq.shape)}")
-    if wq.device != xq.device:
-        raise ValueError(f"{op}: wq must be on xq's device {xq.device}, got {wq.device}")
+    if wq.device != device:
+        raise ValueError(f"{op}: wq must be on {x_name}'s device {device}, got {wq.device}")
+    return wq.shape[1]
+
+
+def _check_layer(op: str, device, wq: Tensor, w_scale, bias, activation, negative_slope, out_dtype, out_scale):
+    """The checks of everything but the input of an int8 linear; (activation name, out_scale [1] or None)."""
     n, k = wq.shape
-    m = _validate.check_input(xq, k, op)
     check_in_features(k, op)
-    _check_scale(x_scale, "x_scale", (m, 1), xq.device, op)
-    _check_scale(w_scale, "w_scale", (n,), xq.device, op)
+    _check_scale(w_scale, "w_scale", (n,), device, op)
     if bias is not None:
-        _check_scale(bias, "bias", (n,), xq.device, op)
+        _check_scale(bias, "bias", (n,), device, op)
     if out_dtype not in OUT_DTYPES:
         raise TypeError(f"{op}: out_dtype must be one of {OUT_DTYPES}, got {out_dtype}")
     act = activations.check_activation(activation, negative_slope)
     if out_dtype == torch.int8:
-        _check_scale(out_scale, "out_scale", (1,), xq.device, op)
+        _check_scale(out_scale, "out_scale", (1,), device, op)
         out_scale = out_scale.reshape(1)
     elif out_scale is not None:
         raise ValueError(f"{op}: out_scale is only used with out_dtype=torch.int8, got out_dtype={out_dtype}")
     if out_dtype == torch.int32 and (bias is not None or act != activations.Activation.IDENTITY):
         raise ValueError(f"{op}: out_dtype=torch.int32 returns the raw accumulator; bias and activation "
                          f"must be None and 'identity'")
-    backends.check_backend(backend)
-    return run_int8_linear(xq, x_scale.reshape(-1), wq, w_scale, bias, w_packed, activations.name(act),
-                           float(negative_slope), out_dtype, out_scale, backend)
+    return activations.name(act), out_scale
 
 
 def run_int8_linear(xq: Tensor, x_scale: Tensor, wq: Tensor, w_scale: Tensor, bias: Optional[Tensor],
@@ -297,3 +325,43 @@ def run_int8_linear(xq: Tensor, x_scale: Tensor, wq: Tensor, w_scale: Tensor, bi
     """int8_linear without the argument checks (canonical arguments: activation name, x_scale 1-D)."""
     run = _int8_linear if _fastpath.eligible(xq, x_scale, wq, w_scale, bias, w_packed, out_scale) else _int8_linear_op
     return run(xq, x_scale, wq, w_scale, bias, w_packed, activation, negative_slope, out_dtype, out_scale, backend)
+
+
+def int8_linear_dynamic(x: Tensor, wq: Tensor, w_scale: Tensor, bias: Optional[Tensor] = None,
+                        activation: str = "identity", negative_slope: float = 0.2,
+                        out_dtype: torch.dtype = torch.float32, out_scale: Optional[Tensor] = None,
+                        w_packed: Optional[Tensor] = None, backend: str = "auto", check_finite: bool = True) -> Tensor:
+    """``int8_linear(*quantize_per_token(x), wq, w_scale, ...)`` in one call, for a float ``x [..., K]``.
+
+    Equal to the two steps (bit for bit on the CPU, where one kernel quantises x while it packs it
+    for the GEMM); the other arguments are int8_linear's. A NaN / Inf in x raises a ValueError as in
+    quantize_per_token (on GPUs ``check_finite=True`` runs the two steps, to see the scales' mark).
+    """
+    op = "int8_linear_dynamic"
+    _validate.check_tensor(x, f"{op}: x")
+    _validate.check_float(x, f"{op}: x")
+    _validate.check_tensor(wq, f"{op}: wq")
+    if wq.dtype != torch.int8:
+        raise TypeError(f"{op}: wq must be int8 (quantise it first), got {wq.dtype}")
+    _validate.check_input(x, _check_wq(op, wq, x.device, "x"), op)
+    act, out_scale = _check_layer(op, x.device, wq, w_scale, bias, activation, negative_slope, out_dtype, out_scale)
+    backends.check_backend(backend)
+    return run_int8_linear_dynamic(x, wq, w_scale, bias, w_packed, act, float(negative_slope), out_dtype, out_scale,
+                                   backend, check_finite)
+
+
+def run_int8_linear_dynamic(x: Tensor, wq: Tensor, w_scale: Tensor, bias: Optional[Tensor],
+                            w_packed: Optional[Tensor], activation: str, negative_slope: float,
+                            out_dtype: torch.dtype, out_scale: Optional[Tensor], backend: str,
+                            check_finite: bool) -> Tensor:
+    """int8_linear_dynamic without the argument checks (canonical arguments; e.g. Int8Linear)."""
+    chosen = backends.resolve(backend, x.device, "int8_linear_fwd")
+    if check_finite and chosen in ("triton", "cuda_ext"):  # the GPU kernels mark NaN in the scales: two steps
+        xq, x_scale = run_quantize_per_token(x, backend, True)
+        return run_int8_linear(xq, x_scale.reshape(-1), wq, w_scale, bias, w_packed, activation, negative_slope,
+                               out_dtype, out_scale, backend)
+    if _fastpath.eligible(x, wq, w_scale, bias, w_packed, out_scale):
+        return _dynamic_kernels(x, wq, w_scale, bias, w_packed, _ACT_CODES[activation], negative_slope, out_dtype,
+                                out_scale, chosen)
+    return _int8_linear_dynamic_op(x, wq, w_scale, bias, w_packed, activation, negative_slope, out_dtype, out_scale,
+                                   backend)
