@@ -197,7 +197,7 @@ void run_forward(const Forward& p) {
   E* xs = nullptr;  // split by lines: x packed once, shared by all threads
   if (!shares[0].by_m) {
     xs = static_cast<E*>(scratch<KT>(0).get(sizeof(E) * mt * Kp * kMR));
-    parallel_for(0, mt, std::max<int64_t>(1, 4096 / Kp), [&](int64_t b, int64_t e) {
+    parallel_for(0, mt, std::max(ceil_div(mt, T), 2048 / Kp), [&](int64_t b, int64_t e) {  // >= ~64 KiB a task
       for (int64_t i = b; i < e; ++i) pack_rows<KT>(p.x, p.x, 0, 0.f, p.M, i, w.K, Kp, xs + i * Kp * kMR);
     });
   }
