@@ -113,8 +113,16 @@ def _(x, scale, backend):
 def _int8_linear(xq: Tensor, x_scale: Tensor, wq: Tensor, w_scale: Tensor, bias: Optional[Tensor],
                  w_packed: Optional[Tensor], activation: str, negative_slope: float, out_dtype: torch.dtype,
                  out_scale: Optional[Tensor], backend: str) -> Tensor:
-    act = int(activations.check_activation(activation, negative_slope))
-    chosen = backends.resolve(backend, xq.device, "int8_linear_fwd")
+    return _int8_kernels(xq, x_scale, wq, w_scale, bias, w_packed, _act_code(activation, negative_slope),
+                         negative_slope, out_dtype, out_scale, backends.resolve(backend, xq.device, "int8_linear_fwd"))
+
+
+def _act_code(activation: str, negative_slope: float) -> int:
+    return int(activations.check_activation(activation, negative_slope))
+
+
+def _int8_kernels(xq, x_scale, wq, w_scale, bias, w_packed, act: int, negative_slope, out_dtype, out_scale,
+                  chosen: str) -> Tensor:
     n, k = wq.shape
     x2 = xq if xq.dim() == 2 else xq.reshape(-1, k)
     xs = x_scale if x_scale.dim() == 1 else x_scale.reshape(-1)
@@ -144,8 +152,8 @@ def _(xq, x_scale, wq, w_scale, bias, w_packed, activation, negative_slope, out_
 def _int8_linear_dynamic(x: Tensor, wq: Tensor, w_scale: Tensor, bias: Optional[Tensor], w_packed: Optional[Tensor],
                          activation: str, negative_slope: float, out_dtype: torch.dtype, out_scale: Optional[Tensor],
                          backend: str) -> Tensor:
-    return _dynamic_kernels(x, wq, w_scale, bias, w_packed, int(activations.check_activation(activation, negative_slope)),
-                            negative_slope, out_dtype, out_scale, backends.resolve(backend, x.device, "int8_linear_fwd"))
+    return _dynamic_kernels(x, wq, w_scale, bias, w_packed, _act_code(activation, negative_slope), negative_slope,
+                            out_dtype, out_scale, backends.resolve(backend, x.device, "int8_linear_fwd"))
 
 
 def _dynamic_kernels(x, wq, w_scale, bias, w_packed, act: int, negative_slope, out_dtype, out_scale, chosen: str):
@@ -323,8 +331,11 @@ def run_int8_linear(xq: Tensor, x_scale: Tensor, wq: Tensor, w_scale: Tensor, bi
                     w_packed: Optional[Tensor], activation: str, negative_slope: float, out_dtype: torch.dtype,
                     out_scale: Optional[Tensor], backend: str) -> Tensor:
     """int8_linear without the argument checks (canonical arguments: activation name, x_scale 1-D)."""
-    run = _int8_linear if _fastpath.eligible(xq, x_scale, wq, w_scale, bias, w_packed, out_scale) else _int8_linear_op
-    return run(xq, x_scale, wq, w_scale, bias, w_packed, activation, negative_slope, out_dtype, out_scale, backend)
+    if _fastpath.eligible(xq, x_scale, wq, w_scale, bias, w_packed, out_scale):
+        return _int8_kernels(xq, x_scale, wq, w_scale, bias, w_packed, _ACT_CODES[activation], negative_slope,
+                             out_dtype, out_scale, backends.resolve(backend, xq.device, "int8_linear_fwd"))
+    return _int8_linear_op(xq, x_scale, wq, w_scale, bias, w_packed, activation, negative_slope, out_dtype, out_scale,
+                           backend)
 
 
 def int8_linear_dynamic(x: Tensor, wq: Tensor, w_scale: Tensor, bias: Optional[Tensor] = None,
