@@ -14,7 +14,8 @@ eager fp32; bf16 (inputs and weights cast once, bf16 in and out); PyTorch's dyna
 per-tensor scale, quantised in the timed call; layers only); ``torch._int_mm`` with a separate
 per-token quantise and dequantise (layers only); torchao's
 ``quantize_(m, Int8DynamicActivationInt8WeightConfig())``; fastgan ``Int8Linear`` / ``quantize``
-per backend, dynamic (per token) and static (calibrated per-tensor scale).
+per backend, dynamic (per token, one fused int8_linear_dynamic call per layer) and static
+(calibrated per-tensor scale).
 
 int8 does not match float within fp tolerance, so a row is "correct" when its SQNR against the
 float32 layer is >= 30 dB (layers) or its PSNR against the fp32 generator is >= 35 dB (images in
@@ -291,7 +292,8 @@ SUITE = Suite(
         Provider(TORCHAO, "peer", torchao_build, lambda case: torchao_reason(),
                  description="torchao.quantization.quantize_(model, Int8DynamicActivationInt8WeightConfig())"),
         *providers.fastgan_backends(None, EXT_OPS + ("quantize_per_token",), TRITON, build=fastgan_build("dynamic"),
-                                    description="fastgan Int8Linear / quantize(mode='dynamic'): per-token scales"),
+                                    description="fastgan Int8Linear / quantize(mode='dynamic'): per-token scales, "
+                                                "quantised inside the GEMM call (fastgan::int8_linear_dynamic)"),
         *providers.fastgan_backends(None, EXT_OPS + ("quantize_per_tensor",), TRITON, build=fastgan_build("static"),
                                     variant="static",
                                     description="fastgan Int8Linear / quantize(mode='static'): calibrated "
