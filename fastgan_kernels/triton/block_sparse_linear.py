@@ -59,7 +59,7 @@ import triton.language as tl
 from torch import Tensor
 
 from ._activation import bias_activation_epilogue, grad_from_output
-from .fused_linear import INTERPRET, _device_guard, _f32_dot, _pow2_cap
+from ._common import INTERPRET, device_guard, f32_dot, pow2_cap
 
 if INTERPRET:  # interpreted in numpy: one small tile; M = 17 still spans two tiles
     _DENSE_TILES = _SDDMM_TILES = [(16, 1, 1)]
@@ -93,7 +93,7 @@ def _prune(configs, named_args, **kwargs):
     words per thread spill heavily (seen in ptxas resource usage for sm_90), so they are dropped.
     """
     args = {**named_args, **kwargs}
-    cap = _pow2_cap(args["M"])
+    cap = pow2_cap(args["M"])
     seen, out = set(), []
     for cfg in configs:
         bm = min(cfg.kwargs["BLOCK_M"], cap)
@@ -265,7 +265,7 @@ def _launch_dense(kernel, a, y, values, v_strides, bias, out, ptr, idx, perm, or
     sub_out, sub_in = min(d_out, _DENSE_SUB[0]), min(d_in, _DENSE_SUB[1])
     grid = lambda meta: (order.numel() * triton.cdiv(M, meta["BLOCK_M"]), d_out // sub_out)  # noqa: E731
     y_strides = y.stride() if y is not None else (0, 0)
-    with _device_guard(a):
+    with device_guard(a):
         kernel[grid](
             a, a if y is None else y, values, a if bias is None else bias, out, ptr, idx,
             idx if perm is None else perm, order,
@@ -274,7 +274,7 @@ def _launch_dense(kernel, a, y, values, v_strides, bias, out, ptr, idx, perm, or
             out.stride(0), out.stride(1), 0 if bias is None else bias.stride(0),
             float(negative_slope),
             D_IN=d_in, D_OUT=d_out, SUB_IN=sub_in, SUB_OUT=sub_out, PROLOGUE=int(prologue), EPILOGUE=int(epilogue),
-            HAS_BIAS=bias is not None, HAS_PERM=perm is not None, F32_DOT=_f32_dot(values.dtype),
+            HAS_BIAS=bias is not None, HAS_PERM=perm is not None, F32_DOT=f32_dot(values.dtype),
         )
 
 
@@ -359,10 +359,10 @@ def bsr_linear_backward(grad_out: Tensor, y: Optional[Tensor], x: Tensor, values
             values if grad_b is None else grad_b, row_ptr, col_idx, t_col_idx, t_block,
             M, N, K, grad_out.stride(0), grad_out.stride(1), y_s[0], y_s[1], x.stride(0), x.stride(1),
             float(negative_slope), BN=bn, BK=bk, SUB_N=sub_n, SUB_K=sub_k, PROLOGUE=act, COMPUTE_V=compute_v,
-            ROW_SUM=row_sum, ALL_ROWS=not need_values, F32_DOT=_f32_dot(values.dtype),
+            ROW_SUM=row_sum, ALL_ROWS=not need_values, F32_DOT=f32_dot(values.dtype),
         )
 
-    with _device_guard(x):
+    with device_guard(x):
         if need_values and nnz > 0:  # one program per (kept block, sub-tile); bias from each row's first block
             launch(_grad_values_kernel, nnz, bk // sub_k, True, need_bias)
         if need_bias:  # rows without kept blocks (every row when grad_values is not needed)

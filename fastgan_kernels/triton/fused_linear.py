@@ -27,7 +27,7 @@ edges (any M, N, K) are handled with load masks (``other=0`` contributes nothing
 to the dot) and a masked store; row/column offsets are int64 so tensors past
 2**31 elements address correctly. fp32 runs ``tl.dot(..., input_precision="ieee")``
 (exact fp32, no TF32); fp16/bf16 run on tensor cores with the fp32 accumulator
-(under the interpreter bf16 tiles are upcast first: see :func:`_f32_dot`).
+(under the interpreter bf16 tiles are upcast first: see :func:`._common.f32_dot`).
 
 Epilogue (forward): ``acc + bias`` then the activation, on the fp32 accumulator,
 one rounding to the output dtype at the store (helpers in ``_activation.py``).
@@ -46,8 +46,6 @@ used; on GPU the full list is autotuned, pruned to block sizes the shape can use
 """
 from __future__ import annotations
 
-import contextlib
-import os
 from typing import Optional
 
 import torch
@@ -56,8 +54,8 @@ import triton.language as tl
 from torch import Tensor
 
 from ._activation import bias_activation_epilogue, grad_from_output
+from ._common import INTERPRET, device_guard, f32_dot, grouped_tile_ids, pow2_cap
 
-INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 
 # (BLOCK_M, BLOCK_N, BLOCK_K, num_stages, num_warps); GROUP_M = 8 throughout.
 _GPU_TILES = [
@@ -88,15 +86,10 @@ else:
     _CONFIGS = [_config(bm, bn, bk, 8, s, w) for bm, bn, bk, s, w in _GPU_TILES]
 
 
-def _pow2_cap(n: int) -> int:
-    """Smallest usable block (>= 16, tl.dot's minimum) covering n."""
-    return max(16, triton.next_power_of_2(int(n)))
-
-
 def _prune_configs(configs, named_args, **kwargs):
     """Clamp each config's blocks to what M/N/K can fill (M=1 needs no 256-row tile), then dedupe."""
     args = {**named_args, **kwargs}
-    caps = {"BLOCK_M": _pow2_cap(args["M"]), "BLOCK_N": _pow2_cap(args["N"]), "BLOCK_K": _pow2_cap(args["K"])}
+    caps = {"BLOCK_M": pow2_cap(args["M"]), "BLOCK_N": pow2_cap(args["N"]), "BLOCK_K": pow2_cap(args["K"])}
     seen, pruned = set(), []
     for cfg in configs:
         meta = dict(cfg.kwargs)
@@ -107,18 +100,6 @@ def _prune_configs(configs, named_args, **kwargs):
             seen.add(sig)
             pruned.append(triton.Config(meta, num_stages=cfg.num_stages, num_warps=cfg.num_warps))
     return pruned
-
-
-@triton.jit
-def grouped_tile_ids(pid, M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):
-    """Map a linear program id to (tile row, tile col), visiting GROUP_M tile-rows column by column."""
-    tiles_m = tl.cdiv(M, BLOCK_M)
-    tiles_n = tl.cdiv(N, BLOCK_N)
-    per_group = GROUP_M * tiles_n
-    first_m = (pid // per_group) * GROUP_M
-    rows_here = tl.minimum(tiles_m - first_m, GROUP_M)  # the last group may be short
-    within = pid % per_group
-    return first_m + within % rows_here, within // rows_here
 
 
 @triton.jit
@@ -192,23 +173,13 @@ _grad_x_gemm = _autotuned()
 _grad_weight_gemm = _autotuned()
 
 
-def _device_guard(t: Tensor):
-    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
-
-
-def _f32_dot(dtype: torch.dtype) -> bool:
-    # Triton's interpreter multiplies bf16 tiles as their raw uint16 bits (triton 3.9), so there bf16
-    # operands are upcast first: exact products, same fp32 accumulation. GPUs use bf16 tensor cores.
-    return dtype == torch.float32 or (INTERPRET and dtype == torch.bfloat16)
-
-
 def _launch(kernel, a, a_strides, y, y_strides, b, b_strides, bias, c, rowsum, M, N, K, *, prologue=0,
             epilogue=0, negative_slope=0.0, compute_c=True):
     """Run one GEMM; ``y``/``bias``/``c``/``rowsum`` may be None (a dummy pointer is passed, never read)."""
     dummy = a
     grid = lambda meta: (triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]),)  # noqa: E731
     c_strides = (c.stride(0), c.stride(1)) if c is not None else (0, 0)
-    with _device_guard(a):
+    with device_guard(a):
         kernel[grid](
             a, dummy if y is None else y, b, dummy if bias is None else bias, dummy if c is None else c,
             dummy if rowsum is None else rowsum,
@@ -217,7 +188,7 @@ def _launch(kernel, a, a_strides, y, y_strides, b, b_strides, bias, c, rowsum, M
             0 if bias is None else bias.stride(0), c_strides[0], c_strides[1],
             float(negative_slope),
             PROLOGUE=int(prologue), EPILOGUE=int(epilogue), HAS_BIAS=bias is not None,
-            ROW_SUM=rowsum is not None, COMPUTE_C=bool(compute_c), F32_DOT=_f32_dot(b.dtype),
+            ROW_SUM=rowsum is not None, COMPUTE_C=bool(compute_c), F32_DOT=f32_dot(b.dtype),
         )
 
 

@@ -66,7 +66,7 @@ import triton.language as tl
 from torch import Tensor
 
 from ._activation import bias_activation_epilogue
-from .fused_linear import INTERPRET, _device_guard, grouped_tile_ids
+from ._common import INTERPRET, device_guard, grouped_tile_ids
 
 # The op layer's bound (ops/int8_linear.py): 127 * 127 * K < 2**31 for quantised values in [-127, 127].
 # (Only a -128 NaN marker could exceed it, and its row's NaN scale already poisons that output row.)
@@ -289,7 +289,7 @@ def quantize_per_token(x: Tensor) -> tuple[Tensor, Tensor]:
     block_k = min(max(16, triton.next_power_of_2(K)), _QUANT_MAX_BLOCK_K)
     block_m = max(2, min(_QUANT_TILE // block_k, 64, triton.next_power_of_2(M)))
     warps = 1 if INTERPRET else (8 if block_m * block_k >= 4096 else 4)
-    with _device_guard(x):
+    with device_guard(x):
         _quantize_per_token_kernel[(triton.cdiv(M, block_m),)](
             x, q, scale, M, K, x.stride(0), x.stride(1), q.stride(0),
             BLOCK_M=block_m, BLOCK_K=block_k, ONE_TILE=K <= block_k, num_warps=warps)
@@ -306,7 +306,7 @@ def quantize_per_tensor(x: Tensor, scale: Tensor) -> Tensor:
         return q
     block_k = min(max(16, triton.next_power_of_2(K)), 1024)
     block_m = max(2, min(4096 // block_k, triton.next_power_of_2(M)))
-    with _device_guard(x):
+    with device_guard(x):
         _quantize_per_tensor_kernel[(triton.cdiv(M, block_m), triton.cdiv(K, block_k))](
             x, q, scale, M, K, x.stride(0), x.stride(1), q.stride(0),
             BLOCK_M=block_m, BLOCK_K=block_k, num_warps=1 if INTERPRET else 4)
@@ -358,7 +358,7 @@ def int8_linear(xq: Tensor, x_scale: Tensor, wq: Tensor, w_scale: Tensor, bias: 
     per_token = kind != 2 and x_scale.shape[0] == M  # M == 1: either reading is the same
     stride_of = lambda t: t.stride(0) if t is not None and t.dim() == 1 else 0  # noqa: E731
     grid = lambda meta: (triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]),)  # noqa: E731
-    with _device_guard(xq):
+    with device_guard(xq):
         _int8_gemm[grid](
             xq, wq, x_scale, w_scale, xq if bias is None else bias, xq if out_scale is None else out_scale, out,
             M, N, K,
