@@ -187,7 +187,8 @@ def skewed_masks(n_rows: int, n_cols: int) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_skewed_patterns_every_thread_count(threads):
     # The work split cuts block rows (and W.T's block columns) by kept-block count and splits
-    # a heavy row along the batch: results must not depend on where the cuts fall.
+    # a heavy row along the batch, or (batch >= 256 rows per thread) gives each thread a
+    # range of batch rows: results must not depend on where the cuts fall.
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -196,7 +197,8 @@ def test_skewed_patterns_every_thread_count(threads):
                 continue
             dtype = torch.bfloat16 if path == "avx512_bf16" else torch.float32
             with on_path(path, dtype):
-                for (m, k, n), block in [((96, 300, 200), (32, 16)), ((40, 130, 330), (16, 64))]:
+                for (m, k, n), block in [((96, 300, 200), (32, 16)), ((40, 130, 330), (16, 64)),
+                                         ((520, 100, 130), (32, 32))]:
                     nbr, nbc = bsr.grid((n, k), block)
                     for name, mask in skewed_masks(nbr, nbc).items():
                         x, w, b = make(m, k, n, block, dtype=dtype, mask=mask)

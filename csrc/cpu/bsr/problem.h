@@ -1,4 +1,4 @@
-// The block-sparse linear kernels' problem descriptions and their thread split.
+// The block-sparse linear kernels' problem descriptions and per-ISA entry points.
 //
 // W [N, K] is stored as BSR (fastgan_kernels/ops/bsr.py): kept blocks values[j] [bn, bk],
 // block row r owning j in [row_ptr[r], row_ptr[r+1]) at block columns col_idx[j]; W.T's

@@ -8,11 +8,12 @@
 //   B: a panel of BS columns, [k][BS] fp32 or [k/2][BS] pairs; segment s at
 //      b + (b_idx ? b_idx[s] : s) * b_step (packed kept blocks, or values in place)
 // so the kept blocks of a block row are consumed without leaving the registers: no
-// partial sums are stored between blocks. (A driver may still split a long k into chunks
-// with fp32 partial sums, TileOut::first / last, as the GEMM core does.) While segment s runs, the A segment of s + 1
-// (scattered in the packed x) is prefetched into L1, spread over the first half of its k
-// steps (b is a contiguous stream or a block the hardware prefetchers follow); the driver
-// may also hand each tile a share of what it reads next, prefetched into L2 (Segs::ahead).
+// partial sums are stored between blocks. (A driver may still split a long k into
+// chunks with fp32 partial sums, TileOut::first / last, as the GEMM core does.)
+// While segment s runs, the A segment of s + 1 (scattered in the packed x) is prefetched
+// into L1, spread over the first half of its k steps (b is a contiguous stream or a block
+// the hardware prefetchers follow); the driver may also hand each tile a share of what it
+// reads next, prefetched into L2 (Segs::ahead).
 #pragma once
 #if defined(__x86_64__)
 
