@@ -63,6 +63,9 @@ TORCH_LIBRARY(fastgan_ext, m) {
   m.def("fused_linear_bwd(Tensor grad_out, Tensor y, Tensor x, Tensor weight, int activation, "
         "float negative_slope, bool need_x, bool need_weight, bool need_bias) "
         "-> (Tensor, Tensor, Tensor)");
+  // fused_linear_fwd with fused_linear_bwd as its autograd formula, in C++ (x may be N-D):
+  // the eager-training fast path (csrc/fused_linear_autograd.cpp). Autograd kernel only.
+  m.def("fused_linear(Tensor x, Tensor weight, Tensor? bias, int activation, float negative_slope) -> Tensor");
 
   // --- block-sparse linear: y = act(x @ W.T + bias), W [N, K] in BSR (fastgan_kernels/ops/bsr.py) --
   // values [nnz_blocks, bn, bk] (contiguous, x.dtype), row_ptr [ceil(N/bn)+1] and col_idx [nnz_blocks]

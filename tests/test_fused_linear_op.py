@@ -165,3 +165,32 @@ def test_eager_fast_path_skips_the_op_only_when_nothing_needs_it(monkeypatch):
     monkeypatch.setattr(module, "_fused_linear_op", op_called)
     with pytest.raises(Exception, match="custom op used"):
         torch.compile(lambda: fk.fused_linear(x, w, b), backend="eager", fullgraph=True)()  # tracing needs the op
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("act", ["identity", "tanh"])
+def test_eager_training_node(backend, act):
+    # Eager training: the extension backends record one C++ autograd node (no Python in the
+    # backward), the others a Python Function; both give the op's gradients, N-D input, no bias.
+    name, device = backend
+    x, w, _ = make(12, 9, 7, device=device, bias=False)
+    x = x.reshape(3, 4, 9).requires_grad_()
+    w.requires_grad_()
+    y = fk.fused_linear(x, w, None, act, backend=name)
+    node = y.grad_fn.name()
+    assert ("FusedLinearFunction" in node) == (name in ("cpu_ext", "cuda_ext")), node
+    grad = torch.randn_like(y)
+    gx, gw = torch.autograd.grad(y, (x, w), grad)
+    z = F.linear(x.detach().requires_grad_(), w.detach().requires_grad_())
+    want = torch.autograd.grad(torch.tanh(z) if act == "tanh" else z, z, grad)[0]
+    testing.assert_close(gx, want @ w.detach(), backward=True)
+    testing.assert_close(gw, want.reshape(-1, 7).t() @ x.detach().reshape(-1, 9), backward=True)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_double_backward_is_refused_in_eager(backend):
+    name, device = backend
+    x, w, b = make(4, 6, 5, device=device)
+    x.requires_grad_()
+    with pytest.raises(RuntimeError, match="double backward"):
+        torch.autograd.grad(fk.fused_linear(x, w, b, "tanh", backend=name).sum(), x, create_graph=True)
