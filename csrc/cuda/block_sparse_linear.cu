@@ -80,7 +80,7 @@ void launch_dense(BsrDenseProblem<T> p, int64_t lines, bool use_y, cudaStream_t 
   p.b_ifast = GRADX;  // values: contiguous along k, which is j for grad_x and r for the forward
   const int tile_n = std::min(p.d_out, 128);
   if constexpr (Num<T>::kIs16Bit) {
-    if (device_info(c10::cuda::current_device()).tensor_cores) {
+    if (device_info(c10::cuda::current_device()).sm80_code) {
       p.a_vec = chunk_loads_ok(p.a, p.a_si, p.a_sr, p.rows) &&
                 (!use_y || chunk_loads_ok(p.pro.y, p.pro.si, p.pro.sr, p.rows));
       switch (tile_n) {
@@ -156,7 +156,7 @@ void launch_sddmm(BsrSddmmProblem<T> p, bool use_y, cudaStream_t stream) {
   p.a_ifast = row_index_contiguous(a_si, a_sr, p.n, p.m);
   p.b_ifast = row_index_contiguous(p.x_sk, p.x_sm, p.k, p.m);
   constexpr bool kTC = Num<T>::kIs16Bit;
-  if (kTC && !info.tensor_cores) {  // fallback: one tile shape, masked to the block
+  if (kTC && !info.sm80_code) {  // fallback: one tile shape, masked to the block
     launch_sddmm_tile<T, 32, 32, false>(p, info.sms, stream);
     return;
   }

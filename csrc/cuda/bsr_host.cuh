@@ -1,12 +1,10 @@
 // Host-side helpers of the block-sparse launchers (block_sparse_linear.cu): device
-// properties (with the ptxVersion test of fused_linear.cu), operand layout hints, dtype
+// properties (device_info.cuh, probed with the tensor-core kernel), operand layout hints, dtype
 // dispatch and the grad_bias launch of bias_grad.cuh's kernels. Include from one .cu only.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
-#include <mutex>
-#include <unordered_map>
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -15,35 +13,14 @@
 
 #include "bias_grad.cuh"
 #include "bsr_tc.cuh"
+#include "device_info.cuh"
 
 namespace fastgan {
 namespace cuda {
 namespace bsr_host {
 
-struct DeviceInfo {
-  int sms = 1;
-  bool tensor_cores = false;  // sm_80+ AND this build carries sm_80+ code for the device
-};
-
 inline DeviceInfo device_info(int device) {
-  static std::mutex mu;
-  static std::unordered_map<int, DeviceInfo> cache;
-  std::lock_guard<std::mutex> lock(mu);
-  auto it = cache.find(device);
-  if (it != cache.end()) return it->second;
-  DeviceInfo info;
-  int major = 0;
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&info.sms, cudaDevAttrMultiProcessorCount, device));
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  // ptxVersion: the virtual arch the code that will run was compiled from (see fused_linear.cu).
-  cudaFuncAttributes attr;
-  const cudaError_t err = cudaFuncGetAttributes(&attr, bsr_dense_tc_kernel<__half, BsrDenseCfg<16, 16>, false>);
-  if (err == cudaSuccess)
-    info.tensor_cores = major >= 8 && attr.ptxVersion >= 80;
-  else
-    (void)cudaGetLastError();  // no image for this device: the SIMT launch will report it
-  cache.emplace(device, info);
-  return info;
+  return device_info_for<&bsr_dense_tc_kernel<__half, BsrDenseCfg<16, 16>, false>>(device);
 }
 
 inline int log2_exact(int v) {

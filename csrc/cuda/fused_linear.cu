@@ -14,10 +14,8 @@
 #include <cstdlib>
 #include <atomic>
 #include <cstdint>
-#include <mutex>
 #include <optional>
 #include <tuple>
-#include <unordered_map>
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -29,6 +27,7 @@
 
 #include "bias_grad.cuh"
 #include "common.cuh"
+#include "device_info.cuh"
 #include "gemm_simt.cuh"
 #include "gemm_tc.cuh"
 
@@ -36,33 +35,9 @@ namespace {
 
 using namespace fastgan::cuda;
 
-struct DeviceInfo {
-  int sms = 1;
-  bool tensor_cores = false;  // the device is sm_80+ AND this build carries sm_80+ code for it
-};
-
+// The tensor-core GEMM's body exists only where __CUDA_ARCH__ >= 800: it is the probe.
 DeviceInfo device_info(int device) {
-  static std::mutex mu;
-  static std::unordered_map<int, DeviceInfo> cache;
-  std::lock_guard<std::mutex> lock(mu);
-  auto it = cache.find(device);
-  if (it != cache.end()) return it->second;
-  DeviceInfo info;
-  int major = 0;
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&info.sms, cudaDevAttrMultiProcessorCount, device));
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  // The tensor-core kernel's body exists only where __CUDA_ARCH__ >= 800. ptxVersion is
-  // the virtual arch the code that will run was compiled from (a PTX-JIT of compute_75
-  // on an sm_80 GPU reports 75), so this also catches builds without sm_80 code.
-  cudaFuncAttributes attr;
-  const cudaError_t err = cudaFuncGetAttributes(&attr, gemm_tc_kernel<__half, TcSmall, false, false, false>);
-  if (err == cudaSuccess) {
-    info.tensor_cores = major >= 8 && attr.ptxVersion >= 80;
-  } else {
-    (void)cudaGetLastError();  // no image for this device: the SIMT launch will report it
-  }
-  cache.emplace(device, info);
-  return info;
+  return device_info_for<&gemm_tc_kernel<__half, TcSmall, false, false, false>>(device);
 }
 
 // Which index of an operand (i, r) to treat as contiguous: the one with the smaller
@@ -139,7 +114,7 @@ void launch_gemm(GemmProblem<T> p, bool prologue, cudaStream_t stream) {
   const bool large = tiles_large >= info.sms;  // else smaller tiles: more blocks in flight
 
   if constexpr (Num<T>::kIs16Bit) {
-    if (info.tensor_cores) {
+    if (info.sm80_code) {
       // 16-byte chunk loads along the contiguous index (else element-wise loads).
       p.a_vec = ai ? chunk_loads_ok(p.a, p.a_sr, p.a_si, p.depth) : chunk_loads_ok(p.a, p.a_si, p.a_sr, p.rows);
       if (use_y)

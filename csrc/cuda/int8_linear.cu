@@ -20,10 +20,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
-#include <mutex>
 #include <optional>
 #include <tuple>
-#include <unordered_map>
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -34,6 +32,7 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include "device_info.cuh"
 #include "int8_common.cuh"
 #include "int8_gemm.cuh"
 
@@ -41,30 +40,7 @@ namespace {
 
 using namespace fastgan::cuda;
 
-struct DeviceInfo {
-  int sms = 1;
-  bool int8_mma = false;  // sm_80+ AND this build carries sm_80+ code for the device
-};
-
-DeviceInfo device_info(int device) {
-  static std::mutex mu;
-  static std::unordered_map<int, DeviceInfo> cache;
-  std::lock_guard<std::mutex> lock(mu);
-  auto it = cache.find(device);
-  if (it != cache.end()) return it->second;
-  DeviceInfo info;
-  int major = 0;
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&info.sms, cudaDevAttrMultiProcessorCount, device));
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  cudaFuncAttributes attr;  // ptxVersion: the virtual arch the code that will run was compiled from
-  const cudaError_t err = cudaFuncGetAttributes(&attr, int8_gemm_tc_kernel<I8Small>);
-  if (err == cudaSuccess)
-    info.int8_mma = major >= 8 && attr.ptxVersion >= 80;
-  else
-    (void)cudaGetLastError();  // no image for this device: the SIMT launch will report it
-  cache.emplace(device, info);
-  return info;
-}
+DeviceInfo device_info(int device) { return device_info_for<&int8_gemm_tc_kernel<I8Small>>(device); }
 
 template <typename Fn>
 void dispatch_float(at::ScalarType st, Fn&& fn) {
@@ -231,7 +207,7 @@ at::Tensor int8_linear_fwd_cuda(const at::Tensor& xq, const at::Tensor& x_scale,
   p.epi.out = out.mutable_data_ptr(), p.epi.ldc = n, p.epi.rows = m, p.epi.cols = n, p.epi.kind = kind;
   p.epi.pair_ok = n % 2 == 0 && reinterpret_cast<uintptr_t>(p.epi.out) % (2 * out.element_size()) == 0;
   const DeviceInfo info = device_info(c10::cuda::current_device());
-  if (info.int8_mma) {
+  if (info.sm80_code) {
     p.a_vec = chunks_ok(p.a, p.a_sm, p.a_sk, m);
     p.b_vec = chunks_ok(p.b, p.b_sn, p.b_sk, n);
     const bool large = ceil_div(m, I8Large::BM) * ceil_div(n, I8Large::BN) >= info.sms;
