@@ -149,3 +149,17 @@ def test_config_pruning_clamps_blocks_to_the_shape():
     assert all(c.kwargs["BLOCK_M"] == 16 and c.kwargs["BLOCK_N"] <= 32 for c in pruned)
     assert max(c.kwargs["BLOCK_K"] for c in pruned) == 128
     assert len(kernels._prune_configs(configs, {"M": 4096, "N": 4096, "K": 4096})) == len(configs)
+
+
+def test_autotune_keys_bucket_batch_sizes():
+    # Every new batch size must not re-run the autotune sweep on GPU: each autotuned kernel is
+    # keyed on the batch bucketed to a power of two (and pruned by pow2_cap, constant per bucket).
+    from fastgan_kernels.triton import _common, block_sparse_linear, int8_linear
+
+    assert [_common.tune_key(n) for n in (0, 1, 2, 17, 32, 33, 1000, 1024)] == [1, 1, 2, 32, 32, 64, 1024, 1024]
+    assert all(_common.pow2_cap(n) == _common.pow2_cap(_common.tune_key(n)) for n in range(1, 2049))
+    tuned = [kernels._forward_gemm, kernels._grad_x_gemm, kernels._grad_weight_gemm, int8_linear._int8_gemm,
+             block_sparse_linear._forward_kernel, block_sparse_linear._grad_x_kernel,
+             block_sparse_linear._grad_values_kernel, block_sparse_linear._grad_bias_kernel]
+    for kernel in tuned:
+        assert "M" not in kernel.keys and "M_KEY" in kernel.keys, kernel.keys

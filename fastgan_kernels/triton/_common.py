@@ -3,6 +3,7 @@
 * ``INTERPRET``: whether Triton runs in its interpreter (``TRITON_INTERPRET=1``, read at import
   as triton does): kernels then use one small config instead of autotuning, and work around the
   interpreter's bf16 dot (``f32_dot``).
+* ``tune_key``: the power-of-two bucket a batch-like size is autotuned under.
 * ``pow2_cap``: the smallest tl.dot-compatible block covering a size (config pruning).
 * ``grouped_tile_ids``: grouped program ordering (GROUP_M tile-rows visited column by column)
   for L2 reuse, as in Triton's matmul tutorial.
@@ -17,6 +18,14 @@ import triton.language as tl
 from torch import Tensor
 
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def tune_key(n: int) -> int:
+    """A batch-like size as an autotune key: the next power of two. Keyed on the exact size, every
+    new batch (the last one of an epoch, a sample of 17 images) would re-run the whole autotune
+    sweep; sizes within a factor of two share one tuned config (the configs are pruned by
+    ``pow2_cap``, which is constant over a bucket, so the pick stays valid)."""
+    return triton.next_power_of_2(max(int(n), 1))
 
 
 def pow2_cap(n: int) -> int:

@@ -47,7 +47,8 @@ columns, no atomics. Rows with no kept block (or every row, when grad_values is 
 it from a second launch of the same kernel with ``COMPUTE_V=False`` that only reduces g.
 
 Under ``TRITON_INTERPRET=1`` a single small config and 32-wide sub-tiles are used (so 64 blocks
-exercise the sub-tiling); on GPU BLOCK_M / num_warps / num_stages are autotuned per shape.
+exercise the sub-tiling); on GPU BLOCK_M / num_warps / num_stages are autotuned per shape
+(the batch bucketed to a power of two, _common.tune_key).
 """
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ import triton.language as tl
 from torch import Tensor
 
 from ._activation import bias_activation_epilogue, grad_from_output
-from ._common import INTERPRET, device_guard, f32_dot, pow2_cap
+from ._common import INTERPRET, device_guard, f32_dot, pow2_cap, tune_key
 
 if INTERPRET:  # interpreted in numpy: one small tile; M = 17 still spans two tiles
     _DENSE_TILES = _SDDMM_TILES = [(16, 1, 1)]
@@ -111,6 +112,7 @@ def _prune(configs, named_args, **kwargs):
 def _bsr_dense_kernel(
     a_ptr, y_ptr, v_ptr, bias_ptr, c_ptr, ptr_ptr, idx_ptr, perm_ptr, order_ptr,
     M, IN, OUT,
+    M_KEY,  # autotune key only: the batch M bucketed (_common.tune_key); unused in the body
     stride_am, stride_ai, stride_ym, stride_yi, stride_vi, stride_vo, stride_cm, stride_co, stride_bias,
     negative_slope,
     D_IN: tl.constexpr, D_OUT: tl.constexpr,  # block extent along A's columns (reduction) and C's columns
@@ -173,6 +175,7 @@ def _bsr_dense_kernel(
 def _bsr_sddmm_kernel(
     g_ptr, y_ptr, x_ptr, gv_ptr, gb_ptr, row_ptr_ptr, col_idx_ptr, t_col_idx_ptr, t_block_ptr,
     M, N, K,
+    M_KEY,  # autotune key only, as in _bsr_dense_kernel
     stride_gm, stride_gn, stride_ym, stride_yn, stride_xm, stride_xk,
     negative_slope,
     BN: tl.constexpr, BK: tl.constexpr, SUB_N: tl.constexpr, SUB_K: tl.constexpr,
@@ -242,11 +245,11 @@ def _autotuned(kernel, tiles, key):
 
 
 # Separate autotune caches (Triton adds the tensors' dtypes to each key).
-_DENSE_KEY = ["M", "IN", "OUT", "D_IN", "D_OUT"]
+_DENSE_KEY = ["M_KEY", "IN", "OUT", "D_IN", "D_OUT"]
 _forward_kernel = _autotuned(_bsr_dense_kernel, _DENSE_TILES, _DENSE_KEY)
 _grad_x_kernel = _autotuned(_bsr_dense_kernel, _DENSE_TILES, _DENSE_KEY)
-_grad_values_kernel = _autotuned(_bsr_sddmm_kernel, _SDDMM_TILES, ["M", "N", "K", "BN", "BK"])
-_grad_bias_kernel = _autotuned(_bsr_sddmm_kernel, _SDDMM_TILES, ["M", "N", "K", "BN", "BK"])
+_grad_values_kernel = _autotuned(_bsr_sddmm_kernel, _SDDMM_TILES, ["M_KEY", "N", "K", "BN", "BK"])
+_grad_bias_kernel = _autotuned(_bsr_sddmm_kernel, _SDDMM_TILES, ["M_KEY", "N", "K", "BN", "BK"])
 
 
 def heavy_first(ptr: Tensor) -> Tensor:
@@ -269,7 +272,7 @@ def _launch_dense(kernel, a, y, values, v_strides, bias, out, ptr, idx, perm, or
         kernel[grid](
             a, a if y is None else y, values, a if bias is None else bias, out, ptr, idx,
             idx if perm is None else perm, order,
-            M, IN, OUT,
+            M, IN, OUT, tune_key(M),
             a.stride(0), a.stride(1), y_strides[0], y_strides[1], v_strides[0], v_strides[1],
             out.stride(0), out.stride(1), 0 if bias is None else bias.stride(0),
             float(negative_slope),
@@ -357,7 +360,7 @@ def bsr_linear_backward(grad_out: Tensor, y: Optional[Tensor], x: Tensor, values
         kernel[grid](
             grad_out, grad_out if y is None else y, x, values if grad_v is None else grad_v,
             values if grad_b is None else grad_b, row_ptr, col_idx, t_col_idx, t_block,
-            M, N, K, grad_out.stride(0), grad_out.stride(1), y_s[0], y_s[1], x.stride(0), x.stride(1),
+            M, N, K, tune_key(M), grad_out.stride(0), grad_out.stride(1), y_s[0], y_s[1], x.stride(0), x.stride(1),
             float(negative_slope), BN=bn, BK=bk, SUB_N=sub_n, SUB_K=sub_k, PROLOGUE=act, COMPUTE_V=compute_v,
             ROW_SUM=row_sum, ALL_ROWS=not need_values, F32_DOT=f32_dot(values.dtype),
         )

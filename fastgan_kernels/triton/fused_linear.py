@@ -16,8 +16,9 @@ grad_weight    gW [N, K]    grad_out.T [N, M]      x [M, K]             prologue
                                                                         row sums of A = grad_bias
 =============  ===========  =====================  ===================  ==========================
 
-Each use has its own :func:`triton.autotune` wrapper (own cache, keyed on M, N, K;
-Triton adds the tensors' dtypes to the key) around the same jitted kernel.
+Each use has its own :func:`triton.autotune` wrapper (own cache, keyed on M, N, K
+bucketed to powers of two, so a new batch size reuses a tuned config; Triton adds the
+tensors' dtypes to the key) around the same jitted kernel.
 
 Tiling: each program owns one ``BLOCK_M x BLOCK_N`` tile of C and walks the
 reduction in ``BLOCK_K`` steps, accumulating ``tl.dot`` into an fp32 register
@@ -54,7 +55,7 @@ import triton.language as tl
 from torch import Tensor
 
 from ._activation import bias_activation_epilogue, grad_from_output
-from ._common import INTERPRET, device_guard, f32_dot, grouped_tile_ids, pow2_cap
+from ._common import INTERPRET, device_guard, f32_dot, grouped_tile_ids, pow2_cap, tune_key
 
 
 # (BLOCK_M, BLOCK_N, BLOCK_K, num_stages, num_warps); GROUP_M = 8 throughout.
@@ -106,6 +107,7 @@ def _prune_configs(configs, named_args, **kwargs):
 def _fused_gemm_kernel(
     a_ptr, y_ptr, b_ptr, bias_ptr, c_ptr, rowsum_ptr,
     M, N, K,
+    M_KEY, N_KEY, K_KEY,  # autotune key only: M, N, K bucketed (_common.tune_key); unused in the body
     stride_am, stride_ak, stride_ym, stride_yk, stride_bk, stride_bn, stride_bias, stride_cm, stride_cn,
     negative_slope,
     PROLOGUE: tl.constexpr,  # activation whose derivative (from y) scales A as it is loaded; 0 = none
@@ -163,7 +165,7 @@ def _fused_gemm_kernel(
 
 
 def _autotuned():
-    return triton.autotune(configs=_CONFIGS, key=["M", "N", "K"],
+    return triton.autotune(configs=_CONFIGS, key=["M_KEY", "N_KEY", "K_KEY"],
                            prune_configs_by={"early_config_prune": _prune_configs})(_fused_gemm_kernel)
 
 
@@ -183,7 +185,7 @@ def _launch(kernel, a, a_strides, y, y_strides, b, b_strides, bias, c, rowsum, M
         kernel[grid](
             a, dummy if y is None else y, b, dummy if bias is None else bias, dummy if c is None else c,
             dummy if rowsum is None else rowsum,
-            M, N, K,
+            M, N, K, tune_key(M), tune_key(N), tune_key(K),
             a_strides[0], a_strides[1], y_strides[0], y_strides[1], b_strides[0], b_strides[1],
             0 if bias is None else bias.stride(0), c_strides[0], c_strides[1],
             float(negative_slope),

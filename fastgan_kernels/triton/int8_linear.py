@@ -52,7 +52,8 @@ one rounding to fp32/bf16/fp16 at the store), 1 = int8 requantised
 ``X_PER_TOKEN`` picks ``x_scale`` [M] (dynamic per token) or [1] (static per
 tensor); ``HAS_BIAS`` and ``ACTIVATION`` are handled by ``_activation.py``.
 
-Configs: autotuned on GPU (keyed on M, N, K, pruned to blocks the shape can fill);
+Configs: autotuned on GPU (keyed on the batch bucketed to a power of two, N and K; pruned to
+blocks the shape can fill);
 one small config under ``TRITON_INTERPRET=1``.
 """
 from __future__ import annotations
@@ -66,7 +67,7 @@ import triton.language as tl
 from torch import Tensor
 
 from ._activation import bias_activation_epilogue
-from ._common import INTERPRET, device_guard, grouped_tile_ids
+from ._common import INTERPRET, device_guard, grouped_tile_ids, tune_key
 
 # The op layer's bound (ops/int8_linear.py): 127 * 127 * K < 2**31 for quantised values in [-127, 127].
 # (Only a -128 NaN marker could exceed it, and its row's NaN scale already poisons that output row.)
@@ -187,6 +188,7 @@ def _quantize_per_tensor_kernel(x_ptr, q_ptr, scale_ptr, M, K, stride_xm, stride
 def _int8_gemm_kernel(
     a_ptr, b_ptr, x_scale_ptr, w_scale_ptr, bias_ptr, out_scale_ptr, c_ptr,
     M, N, K,
+    M_KEY,  # autotune key only: the batch M bucketed (_common.tune_key); unused in the body
     stride_am, stride_ak, stride_bk, stride_bn, stride_xs, stride_ws, stride_bias, stride_cm,
     negative_slope,
     OUT_KIND: tl.constexpr,  # 0 float (c's dtype), 1 int8 requantised with out_scale, 2 int32 raw accumulator
@@ -238,7 +240,7 @@ def _int8_gemm_kernel(
             tl.store(c_ptrs, y.to(c_ptr.dtype.element_ty), mask=c_mask)
 
 
-_int8_gemm = triton.autotune(configs=_CONFIGS, key=["M", "N", "K"],
+_int8_gemm = triton.autotune(configs=_CONFIGS, key=["M_KEY", "N", "K"],
                              prune_configs_by={"early_config_prune": _prune_configs})(_int8_gemm_kernel)
 
 
@@ -250,7 +252,7 @@ def _int8_dot_via_f32() -> bool:
     a = torch.full((16, 32), -127, dtype=torch.int8)
     c = torch.empty((16, 16), dtype=torch.int32)
     try:
-        _int8_gemm_kernel[(1,)](a, a, a, a, a, a, c, 16, 16, 32, 32, 1, 1, 32, 0, 0, 0, 16, 0.0, OUT_KIND=2,
+        _int8_gemm_kernel[(1,)](a, a, a, a, a, a, c, 16, 16, 32, 16, 32, 1, 1, 32, 0, 0, 0, 16, 0.0, OUT_KIND=2,
                                 X_PER_TOKEN=False, HAS_BIAS=False, ACTIVATION=0, I8_VIA_F32=False,
                                 BLOCK_M=16, BLOCK_N=16, BLOCK_K=32, GROUP_M=1)
     except Exception:  # an interpreter without int8 dots at all
@@ -361,7 +363,7 @@ def int8_linear(xq: Tensor, x_scale: Tensor, wq: Tensor, w_scale: Tensor, bias: 
     with device_guard(xq):
         _int8_gemm[grid](
             xq, wq, x_scale, w_scale, xq if bias is None else bias, xq if out_scale is None else out_scale, out,
-            M, N, K,
+            M, N, K, tune_key(M),
             xq.stride(0), xq.stride(1), wq.stride(1), wq.stride(0), stride_of(x_scale), stride_of(w_scale),
             stride_of(bias), out.stride(0),
             float(negative_slope),
