@@ -290,3 +290,25 @@ def test_partial_sums_of_many_rows_and_columns(dtype):
     for m, k, n in [(2100, 2100, 20), (40, 4200, 8200)]:
         x, w, b = make(m, k, n, dtype)
         check_forward(x, w, b, 3)
+
+
+@pytest.mark.parametrize("path,dtype", [p for p in PATH_DTYPES if p.values[0] in ("avx512_fp32", "avx512_bf16")])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_forward_narrow_outputs(path, dtype, threads):
+    # N <= 4 forward takes the dot-product kernel (csrc/cpu/gemm/narrow_n_avx512.h): ragged
+    # against its 4-row tiles and 16-lane k steps, rows strided in a bigger buffer, and split
+    # over threads; a non-unit k stride falls back to the packed GEMM.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with on_path(path, dtype):
+            for (m, k, n), act in itertools.product([(1, 1, 1), (3, 15, 2), (5, 16, 4), (17, 17, 3), (1000, 300, 1),
+                                                     (130, 257, 4)], ACTS):
+                x, w, b = make(m, k, n, dtype, seed=m * k + n)
+                check_forward(x, w, b if act != 3 else None, act)
+                wide = torch.zeros(m, k + 7, dtype=dtype)
+                wide[:, 3:k + 3] = x
+                check_forward(wide[:, 3:k + 3], w, b, act, xref=x)        # row stride k + 7
+                check_forward(strided(x, "sliced"), w, b, act, xref=x)   # k stride 3: the GEMM
+    finally:
+        torch.set_num_threads(previous)
