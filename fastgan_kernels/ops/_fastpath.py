@@ -16,6 +16,7 @@ from typing import Optional
 import torch
 
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
+_peek_functorch = getattr(getattr(torch._C, "_functorch", None), "peek_interpreter_stack", lambda: None)
 
 
 def route(*tensors: Optional[torch.Tensor]) -> str:
@@ -25,6 +26,8 @@ def route(*tensors: Optional[torch.Tensor]) -> str:
     if torch.compiler.is_compiling():
         return "op"
     if torch._C._is_torch_function_mode_enabled() or torch._C._len_torch_dispatch_stack() > 0:
+        return "op"
+    if _peek_functorch() is not None:  # inside torch.func.grad / vmap / jacrev: wrapped tensors
         return "op"
     needs_grad = False
     grad_mode = torch.is_grad_enabled()
