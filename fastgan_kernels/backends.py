@@ -80,7 +80,9 @@ def resolve(backend: str, device: torch.device, ext_op: str | None = None) -> st
     the extension registered at import and on TRITON_INTERPRET, which is part of the key).
     """
     check_backend(backend)
-    return _resolve(backend, torch.device(device), ext_op, triton_interpreted())
+    if not isinstance(device, torch.device):
+        device = torch.device(device)
+    return _resolve(backend, device, ext_op, triton_interpreted())
 
 
 @functools.lru_cache(maxsize=256)

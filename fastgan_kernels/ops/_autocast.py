@@ -13,12 +13,15 @@ from typing import Optional
 import torch
 
 
+_DEVICE_AWARE = hasattr(torch, "get_autocast_dtype")  # torch >= 2.4: one API for every device type
+
+
 def autocast_dtype(device: torch.device) -> Optional[torch.dtype]:
     """The autocast dtype active for ``device``'s type, or None when autocast is off there."""
-    kind = torch.device(device).type
+    kind = device.type if isinstance(device, torch.device) else torch.device(device).type
     if kind not in ("cpu", "cuda"):
         return None
-    if hasattr(torch, "get_autocast_dtype"):  # torch >= 2.4
+    if _DEVICE_AWARE:
         if not torch.is_autocast_enabled(kind):
             return None
         return torch.get_autocast_dtype(kind)

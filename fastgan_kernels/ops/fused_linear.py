@@ -49,15 +49,18 @@ def _backward_2d(backend: str, grad: Tensor, y: Optional[Tensor], x: Tensor, wei
     return reference.fused_linear_backward(grad, y, x, weight, act, slope, need_x, need_w, need_b)
 
 
+def _forward_nd(chosen: str, x: Tensor, weight: Tensor, bias: Optional[Tensor], act: int, slope: float) -> Tensor:
+    if x.dim() == 2:  # (reshapes cost ~1 us each: noticeable on a small layer)
+        return _forward_2d(chosen, x, weight, bias, act, slope)
+    n, k = weight.shape
+    return _forward_2d(chosen, x.reshape(-1, k), weight, bias, act, slope).reshape(*x.shape[:-1], n)
+
+
 def _forward(x: Tensor, weight: Tensor, bias: Optional[Tensor], activation: str, negative_slope: float,
              backend: str) -> Tensor:
     act = activations.check_activation(activation, negative_slope)
     chosen = backends.resolve(backend, x.device, _EXT_FWD)
-    n, k = weight.shape
-    if x.dim() == 2:  # (reshapes cost ~1 us each: noticeable on a small layer)
-        return _forward_2d(chosen, x, weight, bias, int(act), float(negative_slope))
-    y = _forward_2d(chosen, x.reshape(-1, k), weight, bias, int(act), float(negative_slope))
-    return y.reshape(*x.shape[:-1], n)
+    return _forward_nd(chosen, x, weight, bias, int(act), float(negative_slope))
 
 
 @torch.library.custom_op("fastgan::fused_linear", mutates_args=())
@@ -173,8 +176,12 @@ def fused_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, activ
     act = activations.check_activation(activation, negative_slope)
     backends.check_backend(backend)
     how = _fastpath.route(x, weight, bias)
-    if how == "autograd" and backends.resolve(backend, x.device, _EXT_BWD) in ("cpu_ext", "cuda_ext"):
+    if how == "op":
+        return _fused_linear_op(x, weight, bias, activations.name(act), float(negative_slope), backend)
+    chosen = backends.resolve(backend, x.device, _EXT_FWD)
+    if how == "direct":
+        return _forward_nd(chosen, x, weight, bias, int(act), float(negative_slope))
+    if chosen in ("cpu_ext", "cuda_ext"):
         # The whole autograd node in C++ (csrc/fused_linear_autograd.cpp): no Python in the backward.
         return torch.ops.fastgan_ext.fused_linear(x, weight, bias, int(act), float(negative_slope))
-    run = {"direct": _forward, "autograd": _EagerAutograd.apply, "op": _fused_linear_op}[how]
-    return run(x, weight, bias, activations.name(act), float(negative_slope), backend)
+    return _EagerAutograd.apply(x, weight, bias, activations.name(act), float(negative_slope), backend)
