@@ -36,6 +36,20 @@ def backend_params(ext_op: str, device: torch.device = DEVICE, include=("referen
     return params
 
 
+def cuda_kernel_marks(ext_op: str) -> list:
+    """pytestmark for a file of CUDA C++ kernel tests: marked ``cuda``, skipped with the reason
+    unless a CUDA GPU is present and the extension was built with ``ext_op``'s CUDA kernel."""
+    from fastgan_kernels import _ext
+
+    if not torch.cuda.is_available():
+        reason = "needs a CUDA GPU (torch.cuda.is_available() is False)"
+    elif not _ext.has_kernel(ext_op, "CUDA"):
+        reason = _ext.REASON or "the extension fastgan_kernels._C was built without its CUDA kernels"
+    else:
+        reason = ""
+    return [pytest.mark.cuda, pytest.mark.skipif(bool(reason), reason=reason)]
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

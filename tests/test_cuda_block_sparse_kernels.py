@@ -17,18 +17,13 @@ import itertools
 import pytest
 import torch
 
-from fastgan_kernels import _ext, activations, testing
+from fastgan_kernels import activations, testing
 from fastgan_kernels.ops import bsr, reference
 from fastgan_kernels.ops.block_sparse_linear import _reference_backward, block_sparse_linear
 
-if not torch.cuda.is_available():
-    _SKIP = "needs a CUDA GPU (torch.cuda.is_available() is False)"
-elif not _ext.has_kernel("bsr_linear_fwd", "CUDA"):
-    _SKIP = _ext.REASON or "the extension fastgan_kernels._C was built without its CUDA kernels"
-else:
-    _SKIP = ""
+from conftest import cuda_kernel_marks  # noqa: E402
 
-pytestmark = [pytest.mark.cuda, pytest.mark.skipif(bool(_SKIP), reason=_SKIP)]
+pytestmark = cuda_kernel_marks("bsr_linear_fwd")
 
 IDENTITY, RELU, LEAKY, TANH, SIGMOID = range(5)
 SLOPE = 0.2

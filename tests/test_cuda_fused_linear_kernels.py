@@ -14,17 +14,12 @@ import pytest
 import torch
 
 import fastgan_kernels as fk
-from fastgan_kernels import _ext, activations, testing
+from fastgan_kernels import activations, testing
 from fastgan_kernels.ops import reference
 
-if not torch.cuda.is_available():
-    _SKIP = "needs a CUDA GPU (torch.cuda.is_available() is False)"
-elif not _ext.has_kernel("fused_linear_fwd", "CUDA"):
-    _SKIP = _ext.REASON or "the extension fastgan_kernels._C was built without its CUDA kernels"
-else:
-    _SKIP = ""
+from conftest import cuda_kernel_marks  # noqa: E402
 
-pytestmark = [pytest.mark.cuda, pytest.mark.skipif(bool(_SKIP), reason=_SKIP)]
+pytestmark = cuda_kernel_marks("fused_linear_fwd")
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 ACTS = list(activations.NAMES)

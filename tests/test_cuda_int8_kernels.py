@@ -17,17 +17,12 @@ CUDA kernels.
 import pytest
 import torch
 
-from fastgan_kernels import _ext, activations, testing
+from fastgan_kernels import activations, testing
 from fastgan_kernels.ops import int8_linear as q8
 
-if not torch.cuda.is_available():
-    _SKIP = "needs a CUDA GPU (torch.cuda.is_available() is False)"
-elif not _ext.has_kernel("int8_linear_fwd", "CUDA"):
-    _SKIP = _ext.REASON or "the extension fastgan_kernels._C was built without its CUDA kernels"
-else:
-    _SKIP = ""
+from conftest import cuda_kernel_marks  # noqa: E402
 
-pytestmark = [pytest.mark.cuda, pytest.mark.skipif(bool(_SKIP), reason=_SKIP)]
+pytestmark = cuda_kernel_marks("int8_linear_fwd")
 
 ACTS = [0, 1, 2, 3, 4]
 EXACT_ACTS = (0, 1, 2)  # identity, relu, leaky_relu: no transcendental function
