@@ -61,6 +61,17 @@ class TrainResult:
     params_in_sync: Optional[bool] = None  # DDP: every rank ends with identical parameters
 
 
+def adam(params, lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
+    """Adam with its fused update (one kernel over every parameter) where this torch has one for the
+    parameters' device (CPU and CUDA since torch 2.4), else the default. Same algorithm; on the seed
+    GAN's generator (1 thread) a step takes ~0.3 ms instead of ~0.8 ms, ~15% of a training step."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
+    except (RuntimeError, TypeError):  # no fused implementation for this device / torch
+        return torch.optim.Adam(params, lr=lr, betas=betas)
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, env: Optional[distributed.DistEnv] = None):
         self.env = env if env is not None else distributed.setup(config.device)
@@ -96,8 +107,8 @@ class Trainer:
         g_train = distributed.wrap(self.g, self.env)
         d_train = distributed.wrap(Logits(self.d), self.env)
         betas = (cfg.beta1, cfg.beta2)
-        self.opt_g = torch.optim.Adam(trainable(self.g), lr=cfg.lr_g, betas=betas)
-        self.opt_d = torch.optim.Adam(trainable(self.d), lr=cfg.lr_d, betas=betas)
+        self.opt_g = adam(trainable(self.g), cfg.lr_g, betas)
+        self.opt_d = adam(trainable(self.d), cfg.lr_d, betas)
         kind = self.device.type
         self.scalers = (torch.amp.GradScaler(kind, enabled=use_scaler), torch.amp.GradScaler(kind, enabled=use_scaler))
         augment = DiffAugment(cfg.augment_ops, cfg.augment_per_sample, cfg.translation_ratio, cfg.cutout_ratio)
