@@ -153,7 +153,7 @@ def test_forward_more_columns_than_a_block(path, dtype):
 def test_k_longer_than_a_block(path, dtype):
     # K beyond the k block (256 .. 4096 depending on path and dtype): fp32 partial sums in
     # C, or in scratch for 16-bit outputs, across several k blocks; a strided bias too.
-    shapes = [(3, 600, 20)] if path == "amx_bf16_emulated" else [(9, 4200, 40), (40, 4200, 13)]
+    shapes = [(3, 600, 20)] if path == "amx_bf16_emulated" else [(9, 4200, 40), (40, 4200, 13), (64, 4200, 100)]
     with on_path(path, dtype):
         for m, k, n in shapes:
             x, w, b = make(m, k, n, dtype)
@@ -310,5 +310,21 @@ def test_forward_narrow_outputs(path, dtype, threads):
                 wide[:, 3:k + 3] = x
                 check_forward(wide[:, 3:k + 3], w, b, act, xref=x)        # row stride k + 7
                 check_forward(strided(x, "sliced"), w, b, act, xref=x)   # k stride 3: the GEMM
+    finally:
+        torch.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("path,dtype", [p for p in PATH_DTYPES if p.values[0] in ("avx512_fp32", "avx512_bf16")])
+def test_small_batch_forward_on_two_threads(path, dtype):
+    # Batch 33..64 takes the weight-broadcast kernel (gemm/small_m_avx512.h): threads split N,
+    # tiles stage 48 columns before the 16 x 16 transposes write C; ragged groups, rows and
+    # blocks in every dtype (fp32 / bf16 / fp16 outputs).
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with on_path(path, dtype):
+            for (m, k, n), act in itertools.product([(33, 7, 47), (47, 64, 49), (64, 130, 200), (64, 5, 1001)], ACTS):
+                x, w, b = make(m, k, n, dtype, seed=m + n)
+                check_forward(x, w, b if act != 1 else None, act)
     finally:
         torch.set_num_threads(previous)
