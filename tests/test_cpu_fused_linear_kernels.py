@@ -294,22 +294,27 @@ def test_partial_sums_of_many_rows_and_columns(dtype):
 
 @pytest.mark.parametrize("path,dtype", [p for p in PATH_DTYPES if p.values[0] in ("avx512_fp32", "avx512_bf16")])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_forward_narrow_outputs(path, dtype, threads):
-    # N <= 4 forward takes the dot-product kernel (csrc/cpu/gemm/narrow_n_avx512.h): ragged
-    # against its 4-row tiles and 16-lane k steps, rows strided in a bigger buffer, and split
-    # over threads; a non-unit k stride falls back to the packed GEMM.
+def test_forward_dot_products(path, dtype, threads):
+    # N <= 4 or M <= 4 forward takes the dot-product kernel (csrc/cpu/gemm/dot_avx512.h): ragged
+    # against its 4-row tiles and 16-lane k steps, both orientations (a logit layer, a batch of
+    # 1..4), x and W rows strided in bigger buffers, split over threads; a non-unit k stride
+    # falls back to the packed GEMM.
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         with on_path(path, dtype):
-            for (m, k, n), act in itertools.product([(1, 1, 1), (3, 15, 2), (5, 16, 4), (17, 17, 3), (1000, 300, 1),
-                                                     (130, 257, 4)], ACTS):
+            shapes = [(1, 1, 1), (3, 15, 2), (5, 16, 4), (17, 17, 3), (1000, 300, 1), (130, 257, 4),
+                      (1, 100, 256), (2, 33, 17), (3, 257, 130), (4, 16, 1000)]
+            for (m, k, n), act in itertools.product(shapes, ACTS):
                 x, w, b = make(m, k, n, dtype, seed=m * k + n)
                 check_forward(x, w, b if act != 3 else None, act)
-                wide = torch.zeros(m, k + 7, dtype=dtype)
-                wide[:, 3:k + 3] = x
-                check_forward(wide[:, 3:k + 3], w, b, act, xref=x)        # row stride k + 7
-                check_forward(strided(x, "sliced"), w, b, act, xref=x)   # k stride 3: the GEMM
+                wide_x = torch.zeros(m, k + 7, dtype=dtype)
+                wide_x[:, 3:k + 3] = x
+                wide_w = torch.zeros(n, k + 5, dtype=dtype)
+                wide_w[:, 1:k + 1] = w
+                check_forward(wide_x[:, 3:k + 3], wide_w[:, 1:k + 1], b, act, xref=x, wref=w)  # row strides
+                check_forward(strided(x, "sliced"), w, b, act, xref=x)       # k stride 3: the GEMM
+                check_forward(x, strided(w, "transposed"), b, act, wref=w)   # W column-major: the GEMM
     finally:
         torch.set_num_threads(previous)
 

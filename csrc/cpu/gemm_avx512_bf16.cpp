@@ -8,7 +8,7 @@
 #include "gemm/driver.h"
 #include "gemm/microkernel_avx512.h"
 #include "gemm/pack_avx512.h"
-#include "gemm/narrow_n_avx512.h"
+#include "gemm/dot_avx512.h"
 #include "gemm/small_m_avx512.h"
 
 namespace fastgan {
@@ -45,7 +45,7 @@ struct Avx512Bf16Traits {
 }  // namespace
 
 void run_avx512_bf16(const Problem& p) {
-  if (avx512::narrow_applicable(p)) return avx512::run_narrow(p);                  // N <= 4 forward
+  if (avx512::dot_applicable(p)) return avx512::run_dots(p);  // forward with N <= 4 or M <= 4
   if (avx512::wb_applicable(p, DType::kBF16)) return avx512::run_wb<true>(p);  // batch 33..64 forward
   drive<Avx512Bf16Traits>(p);
 }

@@ -11,7 +11,7 @@
 #include "gemm/driver.h"
 #include "gemm/microkernel_avx512.h"
 #include "gemm/pack_avx512.h"
-#include "gemm/narrow_n_avx512.h"
+#include "gemm/dot_avx512.h"
 #include "gemm/small_m_avx512.h"
 
 namespace fastgan {
@@ -92,7 +92,7 @@ void column_sums_dt(int64_t M, int64_t n0, int64_t n1, const Mat& g, const Mat& 
 }  // namespace
 
 void run_avx512_f32(const Problem& p) {
-  if (avx512::narrow_applicable(p)) return avx512::run_narrow(p);                  // N <= 4 forward
+  if (avx512::dot_applicable(p)) return avx512::run_dots(p);  // forward with N <= 4 or M <= 4
   if (avx512::wb_applicable(p, DType::kF32)) return avx512::run_wb<false>(p);  // batch 33..64 forward
   drive<Avx512F32Traits>(p);
 }

@@ -24,7 +24,7 @@
 //   gemm/epilogue_avx512.h  bias + activation + dtype conversion of zmm accumulators
 //   gemm/microkernel_avx512.h  8x48 fp32 FMA and bf16 vdpbf16ps micro-kernels
 //   gemm/small_m_avx512.h   batch 33..64 forward: weight rows broadcast in place (no W pack)
-//   gemm/narrow_n_avx512.h  N <= 4 forward: one dot product per output (a discriminator logit)
+//   gemm/dot_avx512.h       forward with N <= 4 or M <= 4: one dot product per output, nothing packed
 //   gemm/amx_bf16_kernel.h  AMX bf16 traits, compiled against real tiles and emulation
 //   gemm_*.cpp              one translation unit per ISA path (portable, avx2_f32,
 //                           avx512_f32, avx512_bf16, amx_bf16[_emulated]), own targets
