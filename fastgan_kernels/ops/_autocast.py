@@ -14,6 +14,7 @@ import torch
 
 
 _DEVICE_AWARE = hasattr(torch, "get_autocast_dtype")  # torch >= 2.4: one API for every device type
+_any_enabled = getattr(torch._C, "_is_any_autocast_enabled", lambda: True)  # a 0.1 us exit when all are off
 
 
 def autocast_dtype(device: torch.device) -> Optional[torch.dtype]:
@@ -33,7 +34,7 @@ def autocast_dtype(device: torch.device) -> Optional[torch.dtype]:
 
 def cast(x: torch.Tensor, *tensors: Optional[torch.Tensor]) -> tuple:
     """``(x, *tensors)`` cast to the autocast dtype of x's device when autocast is on there."""
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+    if not _any_enabled() or not isinstance(x, torch.Tensor) or not x.is_floating_point():
         return (x, *tensors)
     dtype = autocast_dtype(x.device)
     if dtype is None:

@@ -47,8 +47,26 @@ def check_bias(bias: Optional[torch.Tensor], x: torch.Tensor, n: int, op: str, d
         raise ValueError(f"{op}: bias must have shape (out_features,) = ({n},), got {tuple(bias.shape)}")
 
 
+def _plain_linear(x, weight, bias) -> bool:
+    """The common case in one expression (a layer's call runs this every time, ~1 us): float
+    x [..., K] with rows, weight [N, K] non-empty, bias [N] or None, one dtype and device.
+    Anything else (a non-tensor included) goes to the checks that name what is wrong."""
+    try:
+        ws = weight.shape
+        return (x.dtype in FLOAT_DTYPES and weight.dtype == x.dtype and len(ws) == 2 and ws[0] > 0
+                and x.shape[-1] == ws[1] > 0 and x.numel() > 0 and weight.device == x.device
+                and (bias is None or (bias.dtype == x.dtype and bias.dim() == 1 and bias.shape[0] == ws[0]
+                                      and bias.device == x.device))
+                and isinstance(x, torch.Tensor))
+    except (AttributeError, IndexError, TypeError):
+        return False
+
+
 def check_linear(x, weight, bias: Optional[torch.Tensor], op: str) -> tuple[int, int, int]:
     """Checks x [..., K], weight [N, K], bias [N] | None; returns (M, K, N)."""
+    if _plain_linear(x, weight, bias):
+        n, k = weight.shape
+        return x.numel() // k, k, n
     check_tensor(x, f"{op}: x")
     check_tensor(weight, f"{op}: weight")
     check_float(x, f"{op}: x")

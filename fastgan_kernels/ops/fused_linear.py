@@ -12,6 +12,7 @@ Backends (``backend=``): ``cpu_ext`` (C++ AVX-512 / AMX), ``triton``, ``cuda_ext
 """
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import torch
@@ -173,15 +174,27 @@ def fused_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, activ
     """
     x, weight, bias = _autocast.cast(x, weight, bias)
     _validate.check_linear(x, weight, bias, "fused_linear")
-    act = activations.check_activation(activation, negative_slope)
-    backends.check_backend(backend)
     how = _fastpath.route(x, weight, bias)
     if how == "op":
+        act = activations.check_activation(activation, negative_slope)
+        backends.check_backend(backend)
         return _fused_linear_op(x, weight, bias, activations.name(act), float(negative_slope), backend)
-    chosen = backends.resolve(backend, x.device, _EXT_FWD)
+    try:
+        code, name, slope, chosen = _plan(activation, negative_slope, backend, x.device)
+    except TypeError:  # an unhashable argument: the checks' own error
+        code, name, slope, chosen = _plan.__wrapped__(activation, negative_slope, backend, x.device)
     if how == "direct":
-        return _forward_nd(chosen, x, weight, bias, int(act), float(negative_slope))
+        return _forward_nd(chosen, x, weight, bias, code, slope)
     if chosen in ("cpu_ext", "cuda_ext"):
         # The whole autograd node in C++ (csrc/fused_linear_autograd.cpp): no Python in the backward.
-        return torch.ops.fastgan_ext.fused_linear(x, weight, bias, int(act), float(negative_slope))
-    return _EagerAutograd.apply(x, weight, bias, activations.name(act), float(negative_slope), backend)
+        return torch.ops.fastgan_ext.fused_linear(x, weight, bias, code, slope)
+    return _EagerAutograd.apply(x, weight, bias, name, slope, backend)
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(activation, negative_slope, backend: str, device: torch.device) -> tuple[int, str, float, str]:
+    """(activation code, its name, the slope, the concrete backend) for one call's non-tensor
+    arguments, checked once per distinct combination (a failed check raises and caches nothing)."""
+    act = activations.check_activation(activation, negative_slope)
+    backends.check_backend(backend)
+    return int(act), activations.name(act), float(negative_slope), backends.resolve(backend, device, _EXT_FWD)
