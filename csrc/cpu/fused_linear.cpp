@@ -11,15 +11,13 @@
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
-#include <c10/util/BFloat16.h>
-#include <c10/util/Half.h>
-
 #include <algorithm>
 #include <tuple>
 #include <vector>
 
 #include "activation.h"
 #include "gemm/gemm.h"
+#include "gemm/tile.h"
 
 namespace fastgan {
 namespace cpu {
@@ -90,18 +88,11 @@ at::Tensor fused_linear_fwd(const at::Tensor& x, const at::Tensor& weight, const
     if (bias->scalar_type() == at::kFloat && bias->stride(0) == 1) {
       bias_ptr = bias->data_ptr<float>();
     } else {
+      const DType bdt = dtype_of(*bias, "bias");
+      const char* b = static_cast<const char*>(bias->data_ptr());
+      const int64_t step = bias->stride(0) * gemm::dtype_size(bdt);
       bias_buf.resize(N);
-      const int64_t st = bias->stride(0);
-      if (bias->scalar_type() == at::kFloat) {
-        const float* b = bias->data_ptr<float>();
-        for (int64_t n = 0; n < N; ++n) bias_buf[n] = b[n * st];
-      } else if (bias->scalar_type() == at::kBFloat16) {
-        const c10::BFloat16* b = bias->data_ptr<c10::BFloat16>();
-        for (int64_t n = 0; n < N; ++n) bias_buf[n] = static_cast<float>(b[n * st]);
-      } else {
-        const c10::Half* b = bias->data_ptr<c10::Half>();
-        for (int64_t n = 0; n < N; ++n) bias_buf[n] = static_cast<float>(b[n * st]);
-      }
+      for (int64_t n = 0; n < N; ++n) bias_buf[n] = gemm::load_scalar(b + n * step, bdt);
       bias_ptr = bias_buf.data();
     }
   }
