@@ -59,9 +59,8 @@ def _forward_nd(chosen: str, x: Tensor, weight: Tensor, bias: Optional[Tensor], 
 
 def _forward(x: Tensor, weight: Tensor, bias: Optional[Tensor], activation: str, negative_slope: float,
              backend: str) -> Tensor:
-    act = activations.check_activation(activation, negative_slope)
-    chosen = backends.resolve(backend, x.device, _EXT_FWD)
-    return _forward_nd(chosen, x, weight, bias, int(act), float(negative_slope))
+    code, _, slope, chosen = _plan(activation, negative_slope, backend, x.device)
+    return _forward_nd(chosen, x, weight, bias, code, slope)
 
 
 @torch.library.custom_op("fastgan::fused_linear", mutates_args=())
