@@ -4,6 +4,7 @@ Triton kernels run on CUDA tensors when a GPU exists and in Triton's interpreter
 CPU otherwise; the interpreter must be switched on before triton is first imported,
 which is why this happens here, at collection time.
 """
+import contextlib
 import os
 
 import pytest
@@ -34,6 +35,17 @@ def backend_params(ext_op: str, device: torch.device = DEVICE, include=("referen
             marks.append(pytest.mark.cuda)
         params.append(pytest.param((name, dev), id=name, marks=marks))
     return params
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """torch's intra-op thread count set to ``n`` inside the block, restored after."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def cuda_kernel_marks(ext_op: str) -> list:

@@ -18,6 +18,8 @@ from fastgan_kernels import _ext, testing
 from fastgan_kernels.ops import bsr, reference
 from fastgan_kernels.ops.block_sparse_linear import _reference_backward
 
+from conftest import torch_threads  # noqa: E402
+
 pytestmark = pytest.mark.skipif(not _ext.has_kernel("bsr_linear_fwd", "CPU"),
                                 reason=_ext.REASON or "the extension has no CPU bsr_linear kernel")
 
@@ -189,9 +191,7 @@ def test_skewed_patterns_every_thread_count(threads):
     # The work split cuts block rows (and W.T's block columns) by kept-block count and splits
     # a heavy row along the batch, or (batch >= 256 rows per thread) gives each thread a
     # range of batch rows: results must not depend on where the cuts fall.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         for path, spec in PATHS.items():
             if not spec[1]:
                 continue
@@ -206,8 +206,6 @@ def test_skewed_patterns_every_thread_count(threads):
                         check_backward(x, w, y, 2)
                         again = forward(x, w, b, 2)
                         assert torch.equal(again, forward(x, w, b, 2)), f"{name}: not deterministic"
-    finally:
-        torch.set_num_threads(previous)
 
 
 @pytest.mark.parametrize("path,dtype", PATH_DTYPES)

@@ -19,6 +19,8 @@ import fastgan_kernels
 from fastgan_kernels import _ext, testing
 from fastgan_kernels.ops import reference
 
+from conftest import torch_threads  # noqa: E402
+
 pytestmark = pytest.mark.skipif(not _ext.has_kernel("fused_linear_fwd", "CPU"),
                                 reason=_ext.REASON or "the extension has no CPU fused_linear kernel")
 
@@ -49,6 +51,8 @@ PATHS = {
 
 # Every (path, dtype) the dispatcher can route: the bf16-only paths are not run for fp32/fp16.
 PATH_DTYPES = [pytest.param(p, d, id=f"{p}-{str(d).split('.')[-1]}") for p, spec in PATHS.items() for d in spec[3]]
+# The production AVX-512 paths, which carry the forward-only kernels (dot products, small batch).
+AVX512_PATH_DTYPES = [p for p in PATH_DTYPES if p.values[0] in ("avx512_fp32", "avx512_bf16")]
 
 
 @contextlib.contextmanager
@@ -183,16 +187,12 @@ def test_activation_accuracy_and_nan(path):
 
 
 def test_thread_counts_and_partitions():
-    previous = torch.get_num_threads()
-    try:
-        for threads in (1, 2, 3):
-            torch.set_num_threads(threads)
+    for threads in (1, 2, 3):
+        with torch_threads(threads):
             for dtype in DTYPES:
                 for m, k, n in [(1000, 64, 40), (40, 64, 1000), (130, 257, 129)]:
                     x, w, b = make(m, k, n, dtype)
                     check_forward(x, w, b, 2)
-    finally:
-        torch.set_num_threads(previous)
 
 
 # --- backward -------------------------------------------------------------------------
@@ -292,44 +292,34 @@ def test_partial_sums_of_many_rows_and_columns(dtype):
         check_forward(x, w, b, 3)
 
 
-@pytest.mark.parametrize("path,dtype", [p for p in PATH_DTYPES if p.values[0] in ("avx512_fp32", "avx512_bf16")])
+@pytest.mark.parametrize("path,dtype", AVX512_PATH_DTYPES)
 @pytest.mark.parametrize("threads", [1, 2])
 def test_forward_dot_products(path, dtype, threads):
     # N <= 4 or M <= 4 forward takes the dot-product kernel (csrc/cpu/gemm/dot_avx512.h): ragged
     # against its 4-row tiles and 16-lane k steps, both orientations (a logit layer, a batch of
     # 1..4), x and W rows strided in bigger buffers, split over threads; a non-unit k stride
     # falls back to the packed GEMM.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        with on_path(path, dtype):
-            shapes = [(1, 1, 1), (3, 15, 2), (5, 16, 4), (17, 17, 3), (1000, 300, 1), (130, 257, 4),
-                      (1, 100, 256), (2, 33, 17), (3, 257, 130), (4, 16, 1000)]
-            for (m, k, n), act in itertools.product(shapes, ACTS):
-                x, w, b = make(m, k, n, dtype, seed=m * k + n)
-                check_forward(x, w, b if act != 3 else None, act)
-                wide_x = torch.zeros(m, k + 7, dtype=dtype)
-                wide_x[:, 3:k + 3] = x
-                wide_w = torch.zeros(n, k + 5, dtype=dtype)
-                wide_w[:, 1:k + 1] = w
-                check_forward(wide_x[:, 3:k + 3], wide_w[:, 1:k + 1], b, act, xref=x, wref=w)  # row strides
-                check_forward(strided(x, "sliced"), w, b, act, xref=x)       # k stride 3: the GEMM
-                check_forward(x, strided(w, "transposed"), b, act, wref=w)   # W column-major: the GEMM
-    finally:
-        torch.set_num_threads(previous)
+    with torch_threads(threads), on_path(path, dtype):
+        shapes = [(1, 1, 1), (3, 15, 2), (5, 16, 4), (17, 17, 3), (1000, 300, 1), (130, 257, 4),
+                  (1, 100, 256), (2, 33, 17), (3, 257, 130), (4, 16, 1000)]
+        for (m, k, n), act in itertools.product(shapes, ACTS):
+            x, w, b = make(m, k, n, dtype, seed=m * k + n)
+            check_forward(x, w, b if act != 3 else None, act)
+            wide_x = torch.zeros(m, k + 7, dtype=dtype)
+            wide_x[:, 3:k + 3] = x
+            wide_w = torch.zeros(n, k + 5, dtype=dtype)
+            wide_w[:, 1:k + 1] = w
+            check_forward(wide_x[:, 3:k + 3], wide_w[:, 1:k + 1], b, act, xref=x, wref=w)  # row strides
+            check_forward(strided(x, "sliced"), w, b, act, xref=x)       # k stride 3: the GEMM
+            check_forward(x, strided(w, "transposed"), b, act, wref=w)   # W column-major: the GEMM
 
 
-@pytest.mark.parametrize("path,dtype", [p for p in PATH_DTYPES if p.values[0] in ("avx512_fp32", "avx512_bf16")])
+@pytest.mark.parametrize("path,dtype", AVX512_PATH_DTYPES)
 def test_small_batch_forward_on_two_threads(path, dtype):
     # Batch 33..64 takes the weight-broadcast kernel (gemm/small_m_avx512.h): threads split N,
     # tiles stage 48 columns before the 16 x 16 transposes write C; ragged groups, rows and
     # blocks in every dtype (fp32 / bf16 / fp16 outputs).
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        with on_path(path, dtype):
-            for (m, k, n), act in itertools.product([(33, 7, 47), (47, 64, 49), (64, 130, 200), (64, 5, 1001)], ACTS):
-                x, w, b = make(m, k, n, dtype, seed=m + n)
-                check_forward(x, w, b if act != 1 else None, act)
-    finally:
-        torch.set_num_threads(previous)
+    with torch_threads(2), on_path(path, dtype):
+        for (m, k, n), act in itertools.product([(33, 7, 47), (47, 64, 49), (64, 130, 200), (64, 5, 1001)], ACTS):
+            x, w, b = make(m, k, n, dtype, seed=m + n)
+            check_forward(x, w, b if act != 1 else None, act)

@@ -22,6 +22,8 @@ import torch
 from fastgan_kernels import _ext, testing
 from fastgan_kernels.ops import int8_linear as q8
 
+from conftest import torch_threads  # noqa: E402
+
 pytestmark = pytest.mark.skipif(not _ext.has_kernel("int8_linear_fwd", "CPU"),
                                 reason=_ext.REASON or "the extension has no CPU int8_linear kernel")
 
@@ -138,14 +140,10 @@ def test_largest_k_is_exact(path):
 def test_threads_split_the_same_way():
     xq, xs, wq, ws, b = make(256, 200, 100)
     blob = E.int8_pack_weight(wq)
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
+    with torch_threads(1):
         one = fwd(xq, xs, blob, ws, b, 100, 2, torch.float32)
-        torch.set_num_threads(max(2, threads))
+    with torch_threads(max(2, torch.get_num_threads())):
         many = fwd(xq, xs, blob, ws, b, 100, 2, torch.float32)
-    finally:
-        torch.set_num_threads(threads)
     assert torch.equal(one, many)
 
 
@@ -350,14 +348,10 @@ def test_dynamic_threads_split_the_same_way():
     x = torch.randn(1024, 64) * 3
     wq = torch.randint(-127, 128, (100, 64), dtype=torch.int8)
     blob, ws, b = E.int8_pack_weight(wq), torch.rand(100) * 0.02, torch.randn(100)
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
+    with torch_threads(1):
         one = dyn(x, blob, ws, b, 100, 2, torch.float32)
-        torch.set_num_threads(max(2, threads))
+    with torch_threads(max(2, torch.get_num_threads())):
         many = dyn(x, blob, ws, b, 100, 2, torch.float32)
-    finally:
-        torch.set_num_threads(threads)
     assert torch.equal(one, many) and torch.equal(one, two_step(x, blob, ws, b, 100, 2, torch.float32))
 
 
