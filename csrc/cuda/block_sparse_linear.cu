@@ -306,7 +306,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bsr_linear_bwd_cuda(
     }
     if (need_bias) {
       gb = at::empty({n}, values.options());
-      launch_bias_grad<T>(grad_out, pro, gb, stream);
+      launch_bias_grad<T>(grad_out, pro, gb, device_info(c10::cuda::current_device()).sms, stream);
     }
   });
   return {gx, gv, gb};

@@ -28,6 +28,7 @@
 #include "bias_grad.cuh"
 #include "common.cuh"
 #include "device_info.cuh"
+#include "host.cuh"
 #include "gemm_simt.cuh"
 #include "gemm_tc.cuh"
 
@@ -136,25 +137,6 @@ void launch_gemm(GemmProblem<T> p, bool prologue, cudaStream_t stream) {
     prologue ? run_simt<T, SimtSmall, true>(p, stream) : run_simt<T, SimtSmall, false>(p, stream);
 }
 
-template <typename T>
-const typename Num<T>::Raw* raw(const at::Tensor& t) {
-  return reinterpret_cast<const typename Num<T>::Raw*>(t.const_data_ptr());
-}
-template <typename T>
-typename Num<T>::Raw* raw_mut(at::Tensor& t) {
-  return reinterpret_cast<typename Num<T>::Raw*>(t.mutable_data_ptr());
-}
-
-template <typename Fn>
-void dispatch_float(at::ScalarType st, Fn&& fn) {
-  switch (st) {
-    case at::kFloat: fn(float{}); break;
-    case at::kHalf: fn(__half{}); break;
-    case at::kBFloat16: fn(__nv_bfloat16{}); break;
-    default: TORCH_CHECK(false, "fastgan_ext (CUDA): expected float32, float16 or bfloat16, got ", st);
-  }
-}
-
 void check_operand(const at::Tensor& t, const at::Tensor& x, const char* name, int64_t dim) {
   TORCH_CHECK(t.device() == x.device(), "fastgan_ext (CUDA): ", name, " must be on ", x.device(), ", got ",
               t.device());
@@ -191,36 +173,6 @@ at::Tensor fused_linear_fwd_cuda(const at::Tensor& x, const at::Tensor& weight, 
     launch_gemm<T>(p, /*prologue=*/false, stream);
   });
   return y;
-}
-
-// grad_bias[j] = sum_i g[i, j] (with the prologue), into `out` (contiguous [cols]).
-template <typename T>
-void launch_bias_grad(const at::Tensor& grad, const GradPrologue<T>& pro, at::Tensor& out, cudaStream_t stream) {
-  const int64_t rows = grad.size(0), cols = grad.size(1);
-  if (cols == 0) return;
-  if (rows == 0) {
-    out.zero_();
-    return;
-  }
-  const int64_t col_blocks = ceil_div(cols, kBiasGradCols);
-  // Aim for ~2 blocks per SM, each split at least 64 rows, at most 1024 splits.
-  const int64_t want = ceil_div(2 * device_info(c10::cuda::current_device()).sms, col_blocks);
-  const int64_t splits_max = std::min<int64_t>({want, ceil_div(rows, 64), 1024});
-  const int64_t rows_per_split = ceil_div(rows, std::max<int64_t>(splits_max, 1));
-  const int64_t splits = ceil_div(rows, rows_per_split);
-  TORCH_CHECK(col_blocks <= INT32_MAX, "fastgan_ext: too many columns: ", cols);
-  at::Tensor partial;
-  if (splits > 1) partial = at::empty({splits, cols}, grad.options().dtype(at::kFloat));
-  const dim3 grid(static_cast<unsigned>(col_blocks), static_cast<unsigned>(splits));
-  bias_grad_kernel<T><<<grid, dim3(kBiasGradCols, kBiasGradRows), 0, stream>>>(
-      raw<T>(grad), grad.stride(0), grad.stride(1), pro, rows, cols, rows_per_split,
-      splits > 1 ? partial.mutable_data_ptr<float>() : nullptr, raw_mut<T>(out));
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-  if (splits > 1) {
-    bias_grad_finish_kernel<T><<<static_cast<unsigned>(ceil_div(cols, 256)), 256, 0, stream>>>(
-        partial.const_data_ptr<float>(), static_cast<int>(splits), cols, raw_mut<T>(out));
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  }
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_linear_bwd_cuda(const at::Tensor& grad_out, const at::Tensor& y,
@@ -272,7 +224,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_linear_bwd_cuda(const at::T
     }
     if (need_bias) {
       gb = at::empty({n}, weight.options());
-      launch_bias_grad<T>(grad_out, pro, gb, stream);
+      launch_bias_grad<T>(grad_out, pro, gb, device_info(c10::cuda::current_device()).sms, stream);
     }
   });
   return {gx, gw, gb};

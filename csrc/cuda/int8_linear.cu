@@ -33,6 +33,7 @@
 #include <torch/library.h>
 
 #include "device_info.cuh"
+#include "host.cuh"
 #include "int8_common.cuh"
 #include "int8_gemm.cuh"
 
@@ -41,21 +42,6 @@ namespace {
 using namespace fastgan::cuda;
 
 DeviceInfo device_info(int device) { return device_info_for<&int8_gemm_tc_kernel<I8Small>>(device); }
-
-template <typename Fn>
-void dispatch_float(at::ScalarType st, Fn&& fn) {
-  switch (st) {
-    case at::kFloat: fn(float{}); break;
-    case at::kHalf: fn(__half{}); break;
-    case at::kBFloat16: fn(__nv_bfloat16{}); break;
-    default: TORCH_CHECK(false, "fastgan_ext (CUDA): expected float32, float16 or bfloat16, got ", st);
-  }
-}
-
-template <typename T>
-const typename Num<T>::Raw* raw(const at::Tensor& t) {
-  return reinterpret_cast<const typename Num<T>::Raw*>(t.const_data_ptr());
-}
 
 void check_cuda(const at::Tensor& t, const at::Tensor& ref, const char* op, const char* name) {
   TORCH_CHECK(t.defined() && t.is_cuda() && t.device() == ref.device(), "fastgan_ext::", op, " (CUDA): ", name,
