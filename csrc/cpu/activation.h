@@ -21,6 +21,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -31,28 +32,76 @@ namespace cpu {
 
 enum Activation : int { kIdentity = 0, kRelu = 1, kLeakyRelu = 2, kTanh = 3, kSigmoid = 4 };
 
+// ---- the one dispatch from a runtime code to a compile-time activation ------------------
+// Every kernel that hoists the activation out of its loops calls
+//   dispatch_activation(act, [&](auto a) { return kernel<decltype(a)::value>(...); });
+// `a` is a std::integral_constant<int, code>. Adding an activation = one enum value above,
+// one entry in this list, and its formulas (scalar, avx512, avx2) below.
+#define FASTGAN_FOR_EACH_ACTIVATION(X) X(kRelu) X(kLeakyRelu) X(kTanh) X(kSigmoid)
+
+#define FASTGAN_ACTIVATION_CASE_(code) \
+  case code:                           \
+    return f(std::integral_constant<int, code>{});
+// Defined once per ISA attribute set: GCC inlines an always_inline AVX-512 lambda only into
+// a caller compiled for (a superset of) its target, so the AVX-512 and AVX2 kernels get a
+// dispatcher carrying their own target (namespaces avx512 / avx2 below) and the whole
+// chain -- dispatcher, lambda, tile code -- inlines with the accumulators in registers.
+// Unknown codes run the identity (the Python layer has already refused them).
+#define FASTGAN_DEFINE_ACTIVATION_DISPATCH(ATTRS)                   \
+  template <class F>                                                \
+  ATTRS decltype(auto) dispatch_activation(int act, F&& f) {        \
+    switch (act) {                                                  \
+      FASTGAN_FOR_EACH_ACTIVATION(FASTGAN_ACTIVATION_CASE_)         \
+      default: return f(std::integral_constant<int, kIdentity>{}); \
+    }                                                               \
+  }
+
+// Portable code (and callers of out-of-line ISA kernels: the lambda then only makes a call).
+FASTGAN_DEFINE_ACTIVATION_DISPATCH(static inline)
+
 // ---- scalar references ------------------------------------------------------------
 
-static inline float act_ref(int act, float z, float slope) {
-  switch (act) {
-    case kRelu: return z > 0.f ? z : (z != z ? z : 0.f);
-    case kLeakyRelu: return z > 0.f ? z : z * slope;
-    case kTanh: return std::tanh(z);
-    case kSigmoid: return 1.f / (1.f + std::exp(-z));
-    default: return z;
+template <int ACT>
+static inline float act_scalar(float z, float slope) {
+  if constexpr (ACT == kRelu) {
+    return z > 0.f ? z : (z != z ? z : 0.f);
+  } else if constexpr (ACT == kLeakyRelu) {
+    return z > 0.f ? z : z * slope;
+  } else if constexpr (ACT == kTanh) {
+    return std::tanh(z);
+  } else if constexpr (ACT == kSigmoid) {
+    return 1.f / (1.f + std::exp(-z));
+  } else {
+    (void)slope;
+    return z;
   }
 }
 
 // grad_out * act'(z), written with y = act(z); same formulas as
 // activations.grad_from_output (relu: where(y > 0, g, 0), so a NaN y gives 0).
-static inline float grad_from_output_ref(int act, float g, float y, float slope) {
-  switch (act) {
-    case kRelu: return y > 0.f ? g : 0.f;
-    case kLeakyRelu: return y > 0.f ? g : g * slope;
-    case kTanh: return g * (1.f - y * y);
-    case kSigmoid: return g * (y * (1.f - y));
-    default: return g;
+template <int ACT>
+static inline float grad_from_output_scalar(float g, float y, float slope) {
+  if constexpr (ACT == kRelu) {
+    return y > 0.f ? g : 0.f;
+  } else if constexpr (ACT == kLeakyRelu) {
+    return y > 0.f ? g : g * slope;
+  } else if constexpr (ACT == kTanh) {
+    return g * (1.f - y * y);
+  } else if constexpr (ACT == kSigmoid) {
+    return g * (y * (1.f - y));
+  } else {
+    (void)y, (void)slope;
+    return g;
   }
+}
+
+// Runtime-code versions (portable kernels, tails, per-element code outside hot loops).
+static inline float act_ref(int act, float z, float slope) {
+  return dispatch_activation(act, [&](auto a) { return act_scalar<decltype(a)::value>(z, slope); });
+}
+
+static inline float grad_from_output_ref(int act, float g, float y, float slope) {
+  return dispatch_activation(act, [&](auto a) { return grad_from_output_scalar<decltype(a)::value>(g, y, slope); });
 }
 
 #if defined(__x86_64__)
@@ -62,6 +111,8 @@ static inline float grad_from_output_ref(int act, float g, float y, float slope)
 #define FASTGAN_AVX512_FEATURES "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c,bmi2"
 #define FASTGAN_AVX512_TARGET __attribute__((target(FASTGAN_AVX512_FEATURES)))
 #define FASTGAN_AVX512_INLINE static inline __attribute__((always_inline, target(FASTGAN_AVX512_FEATURES)))
+// For lambdas handed to avx512::dispatch_activation: `[&](auto a) FASTGAN_AVX512_INLINE_LAMBDA { ... }`.
+#define FASTGAN_AVX512_INLINE_LAMBDA __attribute__((always_inline, target(FASTGAN_AVX512_FEATURES)))
 
 namespace avx512 {
 
@@ -150,25 +201,16 @@ FASTGAN_AVX512_INLINE __m512 grad_from_output_ps(__m512 g, __m512 y, __m512 slop
   }
 }
 
+FASTGAN_DEFINE_ACTIVATION_DISPATCH(FASTGAN_AVX512_INLINE)
+
 // Runtime-code versions, for code outside the hot loops.
 FASTGAN_AVX512_INLINE __m512 act_ps(int act, __m512 z, __m512 slope) {
-  switch (act) {
-    case kRelu: return act_ps<kRelu>(z, slope);
-    case kLeakyRelu: return act_ps<kLeakyRelu>(z, slope);
-    case kTanh: return act_ps<kTanh>(z, slope);
-    case kSigmoid: return act_ps<kSigmoid>(z, slope);
-    default: return z;
-  }
+  return dispatch_activation(act, [&](auto a) FASTGAN_AVX512_INLINE_LAMBDA { return act_ps<decltype(a)::value>(z, slope); });
 }
 
 FASTGAN_AVX512_INLINE __m512 grad_from_output_ps(int act, __m512 g, __m512 y, __m512 slope) {
-  switch (act) {
-    case kRelu: return grad_from_output_ps<kRelu>(g, y, slope);
-    case kLeakyRelu: return grad_from_output_ps<kLeakyRelu>(g, y, slope);
-    case kTanh: return grad_from_output_ps<kTanh>(g, y, slope);
-    case kSigmoid: return grad_from_output_ps<kSigmoid>(g, y, slope);
-    default: return g;
-  }
+  return dispatch_activation(
+      act, [&](auto a) FASTGAN_AVX512_INLINE_LAMBDA { return grad_from_output_ps<decltype(a)::value>(g, y, slope); });
 }
 
 }  // namespace avx512
@@ -177,6 +219,7 @@ FASTGAN_AVX512_INLINE __m512 grad_from_output_ps(int act, __m512 g, __m512 y, __
 #define FASTGAN_AVX2_FEATURES "avx2,fma,f16c,bmi2"
 #define FASTGAN_AVX2_TARGET __attribute__((target(FASTGAN_AVX2_FEATURES)))
 #define FASTGAN_AVX2_INLINE static inline __attribute__((always_inline, target(FASTGAN_AVX2_FEATURES)))
+#define FASTGAN_AVX2_INLINE_LAMBDA __attribute__((always_inline, target(FASTGAN_AVX2_FEATURES)))
 
 namespace avx2 {
 
@@ -241,15 +284,27 @@ FASTGAN_AVX2_INLINE __m256 act_ps(__m256 z, __m256 slope) {
   }
 }
 
-FASTGAN_AVX2_INLINE __m256 grad_from_output_ps(int act, __m256 g, __m256 y, __m256 slope) {
-  const __m256 pos = _mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_GT_OQ);
-  switch (act) {
-    case kRelu: return _mm256_and_ps(pos, g);
-    case kLeakyRelu: return _mm256_blendv_ps(_mm256_mul_ps(g, slope), g, pos);
-    case kTanh: return _mm256_mul_ps(g, _mm256_fnmadd_ps(y, y, _mm256_set1_ps(1.f)));
-    case kSigmoid: return _mm256_mul_ps(g, _mm256_mul_ps(y, _mm256_sub_ps(_mm256_set1_ps(1.f), y)));
-    default: return g;
+template <int ACT>
+FASTGAN_AVX2_INLINE __m256 grad_from_output_ps(__m256 g, __m256 y, __m256 slope) {
+  if constexpr (ACT == kRelu) {
+    return _mm256_and_ps(_mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_GT_OQ), g);
+  } else if constexpr (ACT == kLeakyRelu) {
+    return _mm256_blendv_ps(_mm256_mul_ps(g, slope), g, _mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_GT_OQ));
+  } else if constexpr (ACT == kTanh) {
+    return _mm256_mul_ps(g, _mm256_fnmadd_ps(y, y, _mm256_set1_ps(1.f)));
+  } else if constexpr (ACT == kSigmoid) {
+    return _mm256_mul_ps(g, _mm256_mul_ps(y, _mm256_sub_ps(_mm256_set1_ps(1.f), y)));
+  } else {
+    (void)y, (void)slope;
+    return g;
   }
+}
+
+FASTGAN_DEFINE_ACTIVATION_DISPATCH(FASTGAN_AVX2_INLINE)
+
+FASTGAN_AVX2_INLINE __m256 grad_from_output_ps(int act, __m256 g, __m256 y, __m256 slope) {
+  return dispatch_activation(
+      act, [&](auto a) FASTGAN_AVX2_INLINE_LAMBDA { return grad_from_output_ps<decltype(a)::value>(g, y, slope); });
 }
 
 }  // namespace avx2

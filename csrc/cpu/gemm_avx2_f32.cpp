@@ -175,13 +175,8 @@ static FASTGAN_AVX2_TARGET void kernel_avx2(int64_t kc, const float* a, const fl
     }
     return;
   }
-  switch (o.act) {
-    case kRelu: return finish<kRelu, R, V>(c, o);
-    case kLeakyRelu: return finish<kLeakyRelu, R, V>(c, o);
-    case kTanh: return finish<kTanh, R, V>(c, o);
-    case kSigmoid: return finish<kSigmoid, R, V>(c, o);
-    default: return finish<kIdentity, R, V>(c, o);
-  }
+  cpu::avx2::dispatch_activation(o.act,
+                                 [&](auto a) FASTGAN_AVX2_INLINE_LAMBDA { finish<decltype(a)::value, R, V>(c, o); });
 }
 
 struct Avx2F32Traits {

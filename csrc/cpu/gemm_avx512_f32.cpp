@@ -80,13 +80,7 @@ static FASTGAN_AVX512_TARGET void column_sums_t(int64_t M, int64_t n0, int64_t n
 template <DType DT>
 void column_sums_dt(int64_t M, int64_t n0, int64_t n1, const Mat& g, const Mat& y, int dact, float slope,
                     float* out) {
-  switch (dact) {
-    case kRelu: return column_sums_t<DT, kRelu>(M, n0, n1, g, y, slope, out);
-    case kLeakyRelu: return column_sums_t<DT, kLeakyRelu>(M, n0, n1, g, y, slope, out);
-    case kTanh: return column_sums_t<DT, kTanh>(M, n0, n1, g, y, slope, out);
-    case kSigmoid: return column_sums_t<DT, kSigmoid>(M, n0, n1, g, y, slope, out);
-    default: return column_sums_t<DT, kIdentity>(M, n0, n1, g, y, slope, out);
-  }
+  cpu::dispatch_activation(dact, [&](auto a) { column_sums_t<DT, decltype(a)::value>(M, n0, n1, g, y, slope, out); });
 }
 
 }  // namespace

@@ -63,7 +63,7 @@ void column_sums_t(int64_t M, int64_t n0, int64_t n1, const Mat& g, const Mat& y
       const char* yr = ACT ? static_cast<const char*>(y.data) + (m * y.rs + b0 * y.cs) * ysz : nullptr;
       for (int64_t j = 0; j < nb; ++j) {
         const float v = load_t<DT>(gr + j * g.cs * sz);
-        acc[j] += ACT ? grad_from_output_ref(ACT, v, load_scalar(yr + j * y.cs * ysz, y.dtype), slope) : v;
+        acc[j] += ACT ? grad_from_output_scalar<ACT>(v, load_scalar(yr + j * y.cs * ysz, y.dtype), slope) : v;
       }
     }
     for (int64_t j = 0; j < nb; ++j) out[b0 - n0 + j] = acc[j];
@@ -73,13 +73,7 @@ void column_sums_t(int64_t M, int64_t n0, int64_t n1, const Mat& g, const Mat& y
 template <DType DT>
 void column_sums_dt(int64_t M, int64_t n0, int64_t n1, const Mat& g, const Mat& y, int dact, float slope,
                     float* out) {
-  switch (dact) {
-    case kRelu: return column_sums_t<DT, kRelu>(M, n0, n1, g, y, slope, out);
-    case kLeakyRelu: return column_sums_t<DT, kLeakyRelu>(M, n0, n1, g, y, slope, out);
-    case kTanh: return column_sums_t<DT, kTanh>(M, n0, n1, g, y, slope, out);
-    case kSigmoid: return column_sums_t<DT, kSigmoid>(M, n0, n1, g, y, slope, out);
-    default: return column_sums_t<DT, kIdentity>(M, n0, n1, g, y, slope, out);
-  }
+  cpu::dispatch_activation(dact, [&](auto a) { column_sums_t<DT, decltype(a)::value>(M, n0, n1, g, y, slope, out); });
 }
 
 }  // namespace

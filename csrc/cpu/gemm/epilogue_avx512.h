@@ -121,13 +121,8 @@ FASTGAN_AVX512_INLINE void tile_epilogue(__m512 (&c)[R][V], const TileOut& o, __
     }
     return;
   }
-  switch (o.act) {
-    case kRelu: return tile_finish<kRelu, R, V>(c, o, tail);
-    case kLeakyRelu: return tile_finish<kLeakyRelu, R, V>(c, o, tail);
-    case kTanh: return tile_finish<kTanh, R, V>(c, o, tail);
-    case kSigmoid: return tile_finish<kSigmoid, R, V>(c, o, tail);
-    default: return tile_finish<kIdentity, R, V>(c, o, tail);
-  }
+  cpu::avx512::dispatch_activation(
+      o.act, [&](auto a) FASTGAN_AVX512_INLINE_LAMBDA { tile_finish<decltype(a)::value, R, V>(c, o, tail); });
 }
 
 }  // namespace avx512

@@ -125,13 +125,8 @@ FASTGAN_AVX512_INLINE void wb_end(__m512 (&c)[R][4], const WbTile& t) {
       for (int v = 0; v < 4; ++v) _mm512_store_ps(t.part + r * kWbM + 16 * v, c[r][v]);
     return;
   }
-  switch (t.act) {
-    case kRelu: return wb_finish<kRelu, R>(c, t);
-    case kLeakyRelu: return wb_finish<kLeakyRelu, R>(c, t);
-    case kTanh: return wb_finish<kTanh, R>(c, t);
-    case kSigmoid: return wb_finish<kSigmoid, R>(c, t);
-    default: return wb_finish<kIdentity, R>(c, t);
-  }
+  cpu::avx512::dispatch_activation(
+      t.act, [&](auto a) FASTGAN_AVX512_INLINE_LAMBDA { wb_finish<decltype(a)::value, R>(c, t); });
 }
 
 template <int R>

@@ -122,13 +122,8 @@ FASTGAN_AVX512_INLINE void epilogue(__m512i (&c)[R][V], const TileCtx& t) {
     }
     return;
   }
-  switch (e.act) {
-    case kRelu: return finish_float<kRelu, R, V>(c, t, tail);
-    case kLeakyRelu: return finish_float<kLeakyRelu, R, V>(c, t, tail);
-    case kTanh: return finish_float<kTanh, R, V>(c, t, tail);
-    case kSigmoid: return finish_float<kSigmoid, R, V>(c, t, tail);
-    default: return finish_float<kIdentity, R, V>(c, t, tail);
-  }
+  cpu::avx512::dispatch_activation(
+      e.act, [&](auto a) FASTGAN_AVX512_INLINE_LAMBDA { finish_float<decltype(a)::value, R, V>(c, t, tail); });
 }
 
 }  // namespace avx512
