@@ -7,25 +7,42 @@
 // as much as a batch-64 GAN layer's GEMMs. This op keeps the whole node in C++: the Python entry
 // point validates the arguments, picks cpu_ext or cuda_ext, and calls it when a gradient is
 // needed and nothing traces (ops/_fastpath.py). Same formula as the Python op: the backward
-// reads the saved output y (not the pre-activation) and forms grad_out * act'(y) inside the
-// gradient GEMMs' prologue (fused_linear_bwd).
+// reads the saved output y and forms grad_out * act'(y) inside the gradient GEMMs' prologue
+// (fused_linear_bwd). gelu, gelu_tanh and silu are not functions of y: for them this node keeps
+// the pre-activation z instead (the forward kernel runs with the identity epilogue, then one
+// elementwise ATen pass gives y) and the prologue forms grad_out * act'(z) from it.
 //
 // x may be N-D ([..., K]); it is viewed as [M, K] for the kernels. Double backward
 // (create_graph=True) is refused: the backward kernel has no derivative of its own.
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/ops/_unsafe_view.h>
+#include <ATen/ops/gelu.h>
+#include <ATen/ops/silu.h>
 #include <torch/autograd.h>
 #include <torch/library.h>
 
 #include <optional>
 #include <tuple>
 
+#include "cpu/activation.h"  // the activation codes (header only; no CPU kernel is called here)
+
 namespace {
+
+namespace act = fastgan::cpu;
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-constexpr int64_t kIdentity = 0;
+constexpr int64_t kIdentity = act::kIdentity;
+
+// y = act(z) for the activations whose backward keeps z (the same functions as the references).
+at::Tensor activation_from_z(const at::Tensor& z, int64_t activation) {
+  switch (activation) {
+    case act::kGelu: return at::gelu(z);
+    case act::kGeluTanh: return at::gelu(z, "tanh");
+    default: return at::silu(z);  // act::kSilu
+  }
+}
 
 at::Tensor fwd_kernel(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                       int64_t activation, double slope) {
@@ -56,9 +73,15 @@ class FusedLinearFunction : public torch::autograd::Function<FusedLinearFunction
     at::AutoDispatchBelowADInplaceOrView guard;
     const int64_t K = weight.size(1), N = weight.size(0);
     const at::Tensor x2 = x.dim() == 2 ? x : x.reshape({-1, K});
-    at::Tensor y2 = fwd_kernel(x2, weight, bias, activation, slope);
-    // The backward needs y only for act'(y); identity needs nothing of it.
-    ctx->save_for_backward({x2, weight, activation == kIdentity ? at::Tensor() : y2});
+    at::Tensor y2, saved;
+    if (act::saves_preactivation(static_cast<int>(activation))) {  // gelu / silu: keep z for act'(z)
+      saved = fwd_kernel(x2, weight, bias, kIdentity, 0.0);
+      y2 = activation_from_z(saved, activation);
+    } else {  // act'(.) from y; identity needs nothing of it
+      y2 = fwd_kernel(x2, weight, bias, activation, slope);
+      if (activation != kIdentity) saved = y2;
+    }
+    ctx->save_for_backward({x2, weight, saved});
     ctx->saved_data["activation"] = activation;
     ctx->saved_data["slope"] = slope;
     ctx->saved_data["has_bias"] = bias.has_value() && bias->defined();
@@ -86,7 +109,7 @@ class FusedLinearFunction : public torch::autograd::Function<FusedLinearFunction
     if (!(need_x || need_w || need_b) || !grads[0].defined()) return out;
     const int64_t N = weight.size(0);
     const at::Tensor g2 = grads[0].dim() == 2 ? grads[0] : grads[0].reshape({-1, N});
-    // Identity ignores y: any [M, N] tensor of the right dtype stands in.
+    // y2: y, or z for gelu / silu. Identity ignores it: any [M, N] tensor of the right dtype stands in.
     auto [gx, gw, gb] = bwd_kernel(g2, y2.defined() ? y2 : g2, x2, weight, activation, slope, need_x, need_w, need_b);
     if (need_x) out[0] = gx.view(ctx->saved_data["x_sizes"].toIntVector());
     if (need_w) out[1] = gw;

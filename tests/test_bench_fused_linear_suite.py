@@ -114,3 +114,28 @@ def test_budget_lists_unrun_cases_as_skipped(suite):
     report = runner.run(options(0.0))
     assert not report.rows
     assert [(s.reason, s.cases) for s in report.skipped] == [("time budget of 0 s spent before this case", 2)]
+
+
+def test_new_activation_rows_and_their_target_line(suite):
+    """gelu / gelu_tanh / silu / elu rows (fp32 on the CPU) run against eager F.linear + the activation,
+    and the suite's own check prints their geomean target line."""
+    from fastgan_kernels.bench.suites import fused_linear as fl_suite
+
+    cases = [c for c in suite.default_cases("cpu", False) if "act" in c.dims]
+    assert {c.dims["act"] for c in cases} == set(fl_suite.NEW_ACTS)
+    assert {c.dtype for c in cases} == {torch.float32}
+    assert {(c.dims["M"], c.dims["K"], c.dims["N"]) for c in cases} == {(m, k, n) for m in (64, 1024)
+                                                                         for k, n in SEED_GENERATOR_LAYERS}
+    report = Report()
+    rows = []
+    for act in fl_suite.NEW_ACTS:
+        case = suite.make_case({"M": 5, "K": 16, "N": 24, "act": act}, torch.float32, "cpu")
+        assert case.id == f"M5-K16-N24-act{act}-float32"
+        rows += runner.run_case(suite, case, [suite.provider("eager"), suite.provider("fastgan:reference")], report,
+                                TINY)
+    assert all(r.status == "ok" and r.correct for r in rows), [r.error for r in rows]
+    lines = suite.checks(rows, [])
+    assert len(lines) == 1 and lines[0]["name"] == "new_activations" and lines[0]["provider"] == "fastgan:reference"
+    assert lines[0]["text"].startswith("target fused_linear cpu fp32: new activations (gelu, gelu_tanh, silu, elu) "
+                                       "fused >= 1.15x eager (geomean over the suite's shapes): fastgan:reference")
+    assert suite.checks([r for r in rows if r.provider == "eager"], [])[0]["met"] is None  # NOT MEASURED

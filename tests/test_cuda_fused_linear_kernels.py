@@ -60,6 +60,8 @@ def check_backward(x, w, b, act, grad=None):
     y.backward(grad)
     code = activations.check_activation(act, SLOPE)
     saved = None if code == activations.Activation.IDENTITY else y.detach()
+    if activations.saves_preactivation(code):  # gelu / gelu_tanh / silu: the backward reads z
+        saved = reference.fused_linear(x.detach(), w.detach(), None if b is None else b.detach(), 0, 0.0)
     gx, gw, gb = reference.fused_linear_backward(grad, saved, x.detach(), w.detach(), code, SLOPE,
                                                  True, True, b is not None)
     testing.assert_close(x.grad, gx, backward=True)

@@ -22,7 +22,7 @@ from fastgan_kernels.ops.block_sparse_linear import block_sparse_linear  # noqa:
 
 PROFILE = settings(max_examples=60, deadline=None, derandomize=True,
                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-ACTS = ["identity", "relu", "leaky_relu", "tanh", "sigmoid"]
+ACTS = ["identity", "relu", "leaky_relu", "tanh", "sigmoid", "gelu", "gelu_tanh", "silu", "elu"]
 dims = st.integers(1, 300)
 dtypes = st.sampled_from([torch.float32, torch.bfloat16, torch.float16])
 
@@ -35,8 +35,11 @@ def operand(rows: int, cols: int, dtype, transposed: bool, gen: torch.Generator)
 
 
 def activation_ref(z: torch.Tensor, act: str) -> torch.Tensor:
+    # 0.2: the activation's parameter the tests pass (LeakyReLU's slope, ELU's alpha)
     return {"identity": lambda t: t, "relu": F.relu, "leaky_relu": lambda t: F.leaky_relu(t, 0.2),
-            "tanh": torch.tanh, "sigmoid": torch.sigmoid}[act](z)
+            "tanh": torch.tanh, "sigmoid": torch.sigmoid, "gelu": F.gelu,
+            "gelu_tanh": lambda t: F.gelu(t, approximate="tanh"), "silu": F.silu,
+            "elu": lambda t: F.elu(t, 0.2)}[act](z)
 
 
 @PROFILE

@@ -108,7 +108,8 @@ at::Tensor bsr_linear_fwd(const at::Tensor& x, const at::Tensor& values, const a
                           const at::Tensor& col_idx, const std::optional<at::Tensor>& bias, int64_t out_features,
                           int64_t activation, double negative_slope) {
   TORCH_CHECK(x.dim() == 2 && x.device().is_cpu(), "bsr_linear (cpu): x must be a 2-D CPU tensor");
-  TORCH_CHECK(activation >= 0 && activation <= 4, "bsr_linear (cpu): activation code must be in 0..4");
+  TORCH_CHECK(activation >= 0 && activation < kNumActivations, "bsr_linear (cpu): activation code must be in 0..",
+              kNumActivations - 1);
   const int64_t M = x.size(0), K = x.size(1), N = out_features;
   Forward p;
   p.w = structure(values, row_ptr, col_idx, N, K, x);
@@ -148,7 +149,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bsr_linear_bwd(
     const at::Tensor& t_block, int64_t activation, double negative_slope, bool need_x, bool need_values,
     bool need_bias) {
   TORCH_CHECK(x.dim() == 2 && grad_out.dim() == 2, "bsr_linear_bwd (cpu): x and grad_out must be 2-D");
-  TORCH_CHECK(activation >= 0 && activation <= 4, "bsr_linear_bwd (cpu): activation code must be in 0..4");
+  TORCH_CHECK(activation >= 0 && activation < kNumActivations, "bsr_linear_bwd (cpu): activation code must be in 0..",
+              kNumActivations - 1);
   const int64_t M = x.size(0), K = x.size(1), N = grad_out.size(1);
   check_2d(grad_out, "grad_out", M, N);
   TORCH_CHECK(grad_out.scalar_type() == x.scalar_type(), "bsr_linear_bwd (cpu): grad_out dtype must match x");

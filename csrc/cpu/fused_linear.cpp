@@ -42,7 +42,8 @@ void check_2d(const at::Tensor& t, const char* what) {
 }
 
 void check_act(int64_t act) {
-  TORCH_CHECK(act >= 0 && act <= 4, "fused_linear (cpu): activation code must be in 0..4, got ", act);
+  TORCH_CHECK(act >= 0 && act < kNumActivations, "fused_linear (cpu): activation code must be in 0..", kNumActivations - 1,
+              ", got ", act);
 }
 
 // A 2-D tensor as a strided view; `transposed` swaps its two dimensions.

@@ -27,6 +27,7 @@
 #include <tuple>
 #include <vector>
 
+#include "activation.h"
 #include "cpu_features.h"
 #include "gemm/gemm.h"
 #include "int8/int8.h"
@@ -166,7 +167,8 @@ at::Tensor layer_args(GemmArgs& g, std::vector<at::Tensor>& keep, const char* op
                       const at::Tensor& w_packed, const at::Tensor& w_scale, const std::optional<at::Tensor>& bias,
                       int64_t activation, double negative_slope, at::ScalarType out_dtype,
                       const std::optional<at::Tensor>& out_scale) {
-  TORCH_CHECK_VALUE(activation >= 0 && activation <= 4, op, " (cpu): activation code must be in 0..4");
+  TORCH_CHECK_VALUE(activation >= 0 && activation < kNumActivations, op, " (cpu): activation code must be in 0..",
+                    kNumActivations - 1);
   const int64_t N = g.N, K = g.K;
   TORCH_CHECK_VALUE(w_packed.device().is_cpu() && w_packed.dim() == 1 && w_packed.is_contiguous() &&
                         (w_packed.scalar_type() == at::kByte || w_packed.scalar_type() == at::kChar),

@@ -6,10 +6,14 @@
 // Conventions:
 //   * kernels move 16-bit values as raw bits (`Num<T>::Raw` = unsigned short) and do all
 //     arithmetic in fp32; `Num<T>` converts;
-//   * activation codes are those of fastgan_kernels/activations.py
-//     (0 identity, 1 relu, 2 leaky_relu, 3 tanh, 4 sigmoid);
-//   * the backward reads the saved OUTPUT y = act(z): act'(z) is expressed through y,
-//     exact because leaky_relu's slope is >= 0 (checked in Python), so sign(y) == sign(z).
+//   * activation codes are those of fastgan_kernels/activations.py (0 identity, 1 relu,
+//     2 leaky_relu, 3 tanh, 4 sigmoid, 5 gelu, 6 gelu_tanh, 7 silu, 8 elu); `slope` is the
+//     activation's parameter (leaky_relu's slope, elu's alpha). activation_forward and
+//     activation_grad are the only switches on the code: a new activation is a case in each;
+//   * the backward reads one saved tensor: the OUTPUT y = act(z) (act'(z) expressed through
+//     y, exact because leaky_relu's slope and elu's alpha are >= 0, checked in Python, so
+//     sign(y) == sign(z)), or the pre-activation z for gelu, gelu_tanh and silu, which are
+//     not functions of y (activations.saves_preactivation).
 #pragma once
 
 #include <cstdint>
@@ -21,7 +25,9 @@
 namespace fastgan {
 namespace cuda {
 
-enum Activation : int { kIdentity = 0, kRelu = 1, kLeakyRelu = 2, kTanh = 3, kSigmoid = 4 };
+enum Activation : int {
+  kIdentity = 0, kRelu = 1, kLeakyRelu = 2, kTanh = 3, kSigmoid = 4, kGelu = 5, kGeluTanh = 6, kSilu = 7, kElu = 8
+};
 
 // ---------------------------------------------------------------------------------------
 // Number types
@@ -67,24 +73,44 @@ __host__ __device__ constexpr int64_t ceil_div(int64_t a, int64_t b) { return (a
 // ---------------------------------------------------------------------------------------
 // `act` is uniform across a launch, so the switch costs one predictable branch.
 // relu / leaky_relu propagate NaN like torch (the comparison is false for NaN).
+__device__ __forceinline__ float gelu_tanh_inner(float z) {  // tanh(sqrt(2/pi) (z + 0.044715 z^3))
+  return tanhf(0.79788456080286536f * (z + 0.044715f * z * z * z));
+}
+
 __device__ __forceinline__ float activation_forward(float z, int act, float slope) {
   switch (act) {
     case kRelu: return z < 0.f ? 0.f : z;
     case kLeakyRelu: return z < 0.f ? z * slope : z;
     case kTanh: return tanhf(z);
     case kSigmoid: return 1.f / (1.f + expf(-z));
+    case kGelu: return 0.5f * z * (1.f + erff(z * 0.70710678118654752f));
+    case kGeluTanh: return 0.5f * z * (1.f + gelu_tanh_inner(z));
+    case kSilu: return z / (1.f + expf(-z));
+    case kElu: return z > 0.f ? z : slope * expm1f(z);  // NaN: expm1f(NaN) = NaN
     default: return z;
   }
 }
 
 // grad_out * act'(z), with act'(z) written through y = act(z):
-//   relu' = [y > 0], leaky_relu' = y > 0 ? 1 : slope, tanh' = 1 - y^2, sigmoid' = y (1 - y).
+//   relu' = [y > 0], leaky_relu' = y > 0 ? 1 : slope, tanh' = 1 - y^2, sigmoid' = y (1 - y),
+//   elu' = y > 0 ? 1 : y + alpha; for gelu, gelu_tanh, silu the argument is z itself.
 __device__ __forceinline__ float activation_grad(float g, float y, int act, float slope) {
   switch (act) {
     case kRelu: return y > 0.f ? g : 0.f;
     case kLeakyRelu: return y > 0.f ? g : g * slope;
     case kTanh: return g * (1.f - y * y);
     case kSigmoid: return g * (y * (1.f - y));
+    case kGelu:  // Phi(z) + z phi(z), y = z
+      return g * (0.5f * (1.f + erff(y * 0.70710678118654752f)) + y * expf(-0.5f * y * y) * 0.39894228040143268f);
+    case kGeluTanh: {
+      const float t = gelu_tanh_inner(y);
+      return g * (0.5f * (1.f + t) + 0.5f * y * (1.f - t * t) * 0.79788456080286536f * (1.f + 0.134145f * y * y));
+    }
+    case kSilu: {
+      const float s = 1.f / (1.f + expf(-y));
+      return g * (s * (1.f + y * (1.f - s)));
+    }
+    case kElu: return y > 0.f ? g : g * (y + slope);
     default: return g;
   }
 }
@@ -97,7 +123,7 @@ __device__ __forceinline__ float activation_grad(float g, float y, int act, floa
 template <typename T>
 struct GradPrologue {
   using Raw = typename Num<T>::Raw;
-  const Raw* y = nullptr;  // saved output, element (i, r) at y[i * si + r * sr]
+  const Raw* y = nullptr;  // saved output (z for gelu / silu), element (i, r) at y[i * si + r * sr]
   int64_t si = 0, sr = 0;
   int act = kIdentity;
   float slope = 0.f;

@@ -34,13 +34,15 @@ class BlockSparseLinear(nn.Module):
     """``act(x @ W.T + bias)`` with ``W`` pruned in ``block = (bn, bk)`` blocks."""
 
     def __init__(self, in_features: int, out_features: int, block=(32, 32), bias: bool = True,
-                 activation: str = "leaky_relu", negative_slope: float = 0.2, backend: str = "auto",
-                 device=None, dtype=None):
+                 activation: str = "leaky_relu", negative_slope: Optional[float] = None, backend: str = "auto",
+                 device=None, dtype=None, *, alpha: Optional[float] = None):
         super().__init__()
         linear = nn.Linear(in_features, out_features, bias=bias, device=device, dtype=dtype)
-        self._init_from(linear, bsr.check_block(block), activation, negative_slope, backend)
+        self._init_from(linear, bsr.check_block(block), activation, negative_slope, backend, alpha)
 
-    def _init_from(self, linear: nn.Linear, block, activation, negative_slope, backend):
+    def _init_from(self, linear: nn.Linear, block, activation, negative_slope, backend, alpha=None):
+        # negative_slope holds the activation's parameter: LeakyReLU's slope or ELU's alpha
+        negative_slope = activations.resolve_param(activation, negative_slope, alpha)
         act = activations.check_activation(activation, negative_slope)
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.block = block
@@ -58,7 +60,8 @@ class BlockSparseLinear(nn.Module):
     @classmethod
     def from_dense(cls, linear: nn.Linear, block=(32, 32), sparsity: Optional[float] = None,
                    block_mask: Optional[torch.Tensor] = None, activation: str = "identity",
-                   negative_slope: float = 0.2, backend: str = "auto", mode: str = "bsr") -> "BlockSparseLinear":
+                   negative_slope: Optional[float] = None, backend: str = "auto", mode: str = "bsr", *,
+                   alpha: Optional[float] = None) -> "BlockSparseLinear":
         """Prune ``linear`` (sharing its parameters in masked mode).
 
         Keeps the blocks of ``block_mask`` or, given ``sparsity``, the strongest blocks by L2
@@ -70,7 +73,7 @@ class BlockSparseLinear(nn.Module):
             raise ValueError(f"mode must be 'bsr' or 'masked', got {mode!r}")
         module = cls.__new__(cls)
         nn.Module.__init__(module)
-        module._init_from(linear, bsr.check_block(block), activation, negative_slope, backend)
+        module._init_from(linear, bsr.check_block(block), activation, negative_slope, backend, alpha)
         if block_mask is not None and sparsity is not None:
             raise ValueError("pass block_mask or sparsity, not both")
         if block_mask is None:
@@ -189,7 +192,7 @@ class BlockSparseLinear(nn.Module):
                               f"{type(self).__name__}.load_state_dict")
 
     def extra_repr(self) -> str:
-        act = f"leaky_relu({self.negative_slope:g})" if self.activation == "leaky_relu" else self.activation
+        act = activations.describe(self.activation, self.negative_slope)
         return (f"in_features={self.in_features}, out_features={self.out_features}, block={self.block}, "
                 f"sparsity={self.sparsity:.2f}, mode={self.mode}, bias={self.bias is not None}, "
                 f"activation={act}, backend={self.backend}")

@@ -17,21 +17,25 @@ class FusedLinear(nn.Module):
     trained checkpoint loads unchanged, and initialisation is nn.Linear's.
 
     Args:
-        activation: "identity", "relu", "leaky_relu", "tanh" or "sigmoid".
-        negative_slope: LeakyReLU's slope (>= 0).
+        activation: one of fastgan_kernels.activations.NAMES ("identity", "relu", "leaky_relu", "tanh",
+            "sigmoid", "gelu", "gelu_tanh", "silu", "elu").
+        negative_slope: the activation's parameter: LeakyReLU's slope (>= 0, default 0.2), or ELU's alpha.
         backend: "auto" (by device), "cpu_ext", "triton", "cuda_ext" or "reference".
+        alpha: ELU's alpha (>= 0, default 1.0 like nn.ELU); stored in ``negative_slope``.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, activation: str = "leaky_relu",
-                 negative_slope: float = 0.2, backend: str = "auto", device=None, dtype=None):
+                 negative_slope: float | None = None, backend: str = "auto", device=None, dtype=None, *,
+                 alpha: float | None = None):
         super().__init__()
         for arg, value in (("in_features", in_features), ("out_features", out_features)):
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"{arg} must be a positive int, got {value!r}")
+        negative_slope = activations.resolve_param(activation, negative_slope, alpha)
         act = activations.check_activation(activation, negative_slope)
         self.in_features, self.out_features = in_features, out_features
         self.activation = activations.name(act)
-        self.negative_slope = float(negative_slope)
+        self.negative_slope = negative_slope
         self.backend = backends.check_backend(backend)
         factory = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(torch.empty(out_features, in_features, **factory))
@@ -52,17 +56,18 @@ class FusedLinear(nn.Module):
         return fused_linear(x, self.weight, self.bias, self.activation, self.negative_slope, self.backend)
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, activation: str = "leaky_relu", negative_slope: float = 0.2,
-                    backend: str = "auto") -> "FusedLinear":
+    def from_linear(cls, linear: nn.Linear, activation: str = "leaky_relu", negative_slope: float | None = None,
+                    backend: str = "auto", *, alpha: float | None = None) -> "FusedLinear":
         """A FusedLinear that shares ``linear``'s parameters (no copy; optimisers keep working)."""
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"linear must be an nn.Linear, got {type(linear).__name__}")
         module = cls.__new__(cls)
         nn.Module.__init__(module)
+        negative_slope = activations.resolve_param(activation, negative_slope, alpha)
         act = activations.check_activation(activation, negative_slope)
         module.in_features, module.out_features = linear.in_features, linear.out_features
         module.activation = activations.name(act)
-        module.negative_slope = float(negative_slope)
+        module.negative_slope = negative_slope
         module.backend = backends.check_backend(backend)
         module.weight = linear.weight
         if linear.bias is None:
@@ -81,8 +86,13 @@ class FusedLinear(nn.Module):
             linear.bias = self.bias
         return linear, activation_module(self.activation, self.negative_slope)
 
+    @property
+    def alpha(self) -> float:
+        """ELU's alpha (the activation's parameter, kept in ``negative_slope``)."""
+        return self.negative_slope
+
     def extra_repr(self) -> str:
-        act = (f"leaky_relu({self.negative_slope:g})" if self.activation == "leaky_relu" else self.activation)
+        act = activations.describe(self.activation, self.negative_slope)
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"bias={self.bias is not None}, activation={act}, backend={self.backend}")
 
@@ -96,7 +106,7 @@ class FusedLinearLeakyReLU(FusedLinear):
 
 
 def activation_module(activation: str, negative_slope: float = 0.2) -> nn.Module:
-    """The ``torch.nn`` module for an activation name."""
+    """The ``torch.nn`` module for an activation name (``negative_slope``: the slope, or ELU's alpha)."""
     act = activations.check_activation(activation, negative_slope)
     return {
         activations.Activation.IDENTITY: lambda: nn.Identity(),
@@ -104,4 +114,9 @@ def activation_module(activation: str, negative_slope: float = 0.2) -> nn.Module
         activations.Activation.LEAKY_RELU: lambda: nn.LeakyReLU(negative_slope),
         activations.Activation.TANH: lambda: nn.Tanh(),
         activations.Activation.SIGMOID: lambda: nn.Sigmoid(),
+        activations.Activation.GELU: lambda: nn.GELU(),
+        activations.Activation.GELU_TANH: lambda: nn.GELU(approximate="tanh"),
+        activations.Activation.SILU: lambda: nn.SiLU(),
+        activations.Activation.ELU: lambda: nn.ELU(negative_slope),
     }[act]()
+

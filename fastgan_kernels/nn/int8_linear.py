@@ -29,10 +29,13 @@ class Int8Linear(nn.Module):
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, activation: str = "identity",
-                 negative_slope: float = 0.2, input_quant: str = "dynamic", out_dtype: torch.dtype = torch.float32,
-                 backend: str = "auto", device=None, check_finite: bool = True):
+                 negative_slope: Optional[float] = None, input_quant: str = "dynamic",
+                 out_dtype: torch.dtype = torch.float32, backend: str = "auto", device=None,
+                 check_finite: bool = True, *, alpha: Optional[float] = None):
         super().__init__()
         q8.check_in_features(in_features, "Int8Linear")
+        # negative_slope holds the activation's parameter: LeakyReLU's slope or ELU's alpha
+        negative_slope = activations.resolve_param(activation, negative_slope, alpha)
         act = activations.check_activation(activation, negative_slope)
         if input_quant not in ("dynamic", "static"):
             raise ValueError(f"input_quant must be 'dynamic' or 'static', got {input_quant!r}")
@@ -54,15 +57,15 @@ class Int8Linear(nn.Module):
         self._derive_flags()
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, activation: str = "identity", negative_slope: float = 0.2,
+    def from_linear(cls, linear: nn.Linear, activation: str = "identity", negative_slope: Optional[float] = None,
                     input_quant: str = "dynamic", input_scale: Optional[float] = None,
                     output_scale: Optional[float] = None, out_dtype: torch.dtype = torch.float32,
-                    backend: str = "auto") -> "Int8Linear":
+                    backend: str = "auto", *, alpha: Optional[float] = None) -> "Int8Linear":
         """Quantise ``linear``'s weight per output channel (symmetric, no zero point)."""
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"linear must be an nn.Linear, got {type(linear).__name__}")
         module = cls(linear.in_features, linear.out_features, linear.bias is not None, activation, negative_slope,
-                     input_quant, out_dtype, backend, device=linear.weight.device)
+                     input_quant, out_dtype, backend, device=linear.weight.device, alpha=alpha)
         wq, ws = q8.quantize_weight(linear.weight.detach().float(), "reference")
         module.weight_int8.copy_(wq)
         module.weight_scale.copy_(ws)
@@ -140,7 +143,7 @@ class Int8Linear(nn.Module):
         return self.weight_int8.float() * self.weight_scale[:, None]
 
     def extra_repr(self) -> str:
-        act = f"leaky_relu({self.negative_slope:g})" if self.activation == "leaky_relu" else self.activation
+        act = activations.describe(self.activation, self.negative_slope)
         out = f"int8(scale={self.output_scale.item():.4g})" if self.int8_output else str(self.out_dtype)
         inp = (f"static(scale={self.input_scale.item():.4g})" if self.input_quant == "static"
                else "dynamic per-token")

@@ -3,7 +3,9 @@
 Only the kept blocks are read. The autograd formula returns gradients for x, for the
 kept blocks only (``values``: pruned blocks do not exist, so they stay zero while a
 model is fine-tuned) and for bias. As with fused_linear, the backward reads the saved
-output and applies act'(y) in the gradient kernels' prologue.
+output and applies act'(y) in the gradient kernels' prologue; for gelu, gelu_tanh and
+silu (not functions of y) it recomputes the pre-activation z with the forward kernel
+and the identity epilogue, and the prologue applies act'(z).
 
 The BSR layout is described in :mod:`fastgan_kernels.ops.bsr`.
 """
@@ -117,18 +119,23 @@ def _(grad_out, y, x, values, row_ptr, col_idx, activation, negative_slope, back
 def _setup_context(ctx, inputs, output):
     x, values, row_ptr, col_idx, bias, out_features, activation, negative_slope, backend = inputs
     act = activations.check_activation(activation, negative_slope)
-    saved_y = None if act == activations.Activation.IDENTITY else output
-    ctx.save_for_backward(x, values, row_ptr, col_idx, saved_y)
+    ctx.recompute_z = activations.saves_preactivation(act)  # act'(.) needs z: recompute it in backward
+    saved_y = None if act == activations.Activation.IDENTITY or ctx.recompute_z else output
+    ctx.save_for_backward(x, values, row_ptr, col_idx, saved_y, bias if ctx.recompute_z else None)
     ctx.has_bias = bias is not None
+    ctx.out_features = out_features
     ctx.args = (activation, negative_slope, backend)
 
 
 def _backward(ctx, grad):
-    x, values, row_ptr, col_idx, y = ctx.saved_tensors
+    x, values, row_ptr, col_idx, y, bias = ctx.saved_tensors
     need_x, need_v = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
     need_b = ctx.needs_input_grad[4] and ctx.has_bias
     grads = [None] * 9
     if need_x or need_v or need_b:
+        if ctx.recompute_z:  # y := z, what the prologue of gelu / silu reads
+            y = torch.ops.fastgan.block_sparse_linear(x, values, row_ptr, col_idx, bias, ctx.out_features, "identity",
+                                                      0.0, ctx.args[2])
         gx, gv, gb = torch.ops.fastgan.block_sparse_linear_backward(grad, y, x, values, row_ptr, col_idx, *ctx.args,
                                                                     need_x, need_v, need_b)
         grads[0], grads[1], grads[4] = (gx if need_x else None, gv if need_v else None, gb if need_b else None)
@@ -155,12 +162,13 @@ def check_args(x, values, row_ptr, col_idx, bias, out_features) -> None:
 
 
 def block_sparse_linear(x: Tensor, weight: "bsr.BsrWeight", bias: Optional[Tensor] = None,
-                        activation: str = "leaky_relu", negative_slope: float = 0.2, backend: str = "auto",
-                        check_indices: bool = True) -> Tensor:
+                        activation: str = "leaky_relu", negative_slope: Optional[float] = None,
+                        backend: str = "auto", check_indices: bool = True, *, alpha: Optional[float] = None) -> Tensor:
     """``act(x @ W.T + bias)`` with ``W`` a :class:`~fastgan_kernels.ops.bsr.BsrWeight`.
 
     ``check_indices`` re-validates the index contents (one small device-to-host read); the
-    modules validate once at conversion and pass False. Under ``torch.autocast`` x, the
+    modules validate once at conversion and pass False. ``negative_slope`` is LeakyReLU's
+    slope (default 0.2), ``alpha`` ELU's (default 1.0), as in fused_linear. Under ``torch.autocast`` x, the
     values and the bias are cast to the autocast dtype first, as for ``F.linear``.
     """
     if not isinstance(weight, bsr.BsrWeight):
@@ -172,6 +180,8 @@ def block_sparse_linear(x: Tensor, weight: "bsr.BsrWeight", bias: Optional[Tenso
     check_args(x, values, weight.row_ptr, weight.col_idx, bias, n)
     if check_indices and not torch.compiler.is_compiling():
         bsr.check_indices(values, weight.row_ptr, weight.col_idx, weight.shape, "block_sparse_linear")
+    negative_slope = activations.resolve_param(activation, negative_slope, alpha) if (
+        alpha is not None or negative_slope is None) else negative_slope
     act = activations.check_activation(activation, negative_slope)
     backends.check_backend(backend)
     return apply(x, values, weight.row_ptr, weight.col_idx, bias, n, activations.name(act), float(negative_slope),

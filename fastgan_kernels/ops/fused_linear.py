@@ -4,8 +4,12 @@ The op is a ``torch.library`` custom op with a fake kernel, so ``torch.compile``
 (fullgraph) and ``torch.export`` trace through it, and an autograd formula whose
 backward is another custom op, ``fastgan::fused_linear_backward``. The backward
 reads the saved *output* y and forms ``grad_out * act'(y)`` while the gradient
-GEMMs load ``grad_out`` (their prologue): no pre-activation is kept, and no separate
-elementwise pass runs.
+GEMMs load ``grad_out`` (their prologue): no separate elementwise pass runs. gelu,
+gelu_tanh and silu are not functions of their output: for them the backward reads the
+pre-activation z instead (activations.saves_preactivation). The eager training paths
+keep z (the forward kernel runs with the identity epilogue and the activation is one
+elementwise pass over z); the custom op, which has one output, recomputes z in its
+backward. docs/design.md ("Activations whose backward needs z") has the measurements.
 
 Backends (``backend=``): ``cpu_ext`` (C++ AVX-512 / AMX), ``triton``, ``cuda_ext``
 (CUDA C++), ``reference`` (PyTorch); ``auto`` picks by device (fastgan_kernels.backends).
@@ -82,6 +86,7 @@ def _backward_impl(grad_out: Tensor, y: Optional[Tensor], x: Tensor, weight: Ten
     act = activations.check_activation(activation, negative_slope)
     chosen = backends.resolve(backend, x.device, _EXT_BWD)
     n, k = weight.shape
+    # y: what the backward reads (the output, or z for gelu / silu: activations.saves_preactivation)
     y2 = None if act == activations.Activation.IDENTITY else y.reshape(-1, n)
     gx, gw, gb = _backward_2d(chosen, grad_out.reshape(-1, n), y2, x.reshape(-1, k), weight, int(act),
                               float(negative_slope), need_x, need_weight, need_bias)
@@ -107,23 +112,41 @@ def _(grad_out, y, x, weight, activation, negative_slope, backend, need_x, need_
             weight.new_empty((n,)) if need_bias else weight.new_empty(0))
 
 
+def _save(ctx, x, weight, bias, saved, recompute_z: bool, args) -> None:
+    """Keep what the backward reads: ``saved`` (y, or z for gelu/silu; None for identity), or,
+    with ``recompute_z``, the bias so that the backward can recompute z = x @ W.T + b."""
+    ctx.save_for_backward(x, weight, saved, bias if recompute_z else None)
+    ctx.recompute_z = recompute_z
+    ctx.has_bias = bias is not None
+    ctx.args = args
+
+
 def _setup_context(ctx, inputs, output):
     x, weight, bias, activation, negative_slope, backend = inputs
     act = activations.check_activation(activation, negative_slope)
-    # The backward needs the output only to form act'(y); identity needs nothing of it.
-    saved_y = None if act == activations.Activation.IDENTITY else output
-    ctx.save_for_backward(x, weight, saved_y)
-    ctx.has_bias = bias is not None
-    ctx.args = (activation, negative_slope, backend)
+    # act'(.) needs y (or nothing, for identity); gelu / silu need z, which the op's single
+    # output does not hold: its backward recomputes z.
+    recompute = activations.saves_preactivation(act)
+    saved = None if act == activations.Activation.IDENTITY or recompute else output
+    _save(ctx, x, weight, bias, saved, recompute, (activation, negative_slope, backend))
+
+
+def _forward_saving_z(x, weight, bias, activation, negative_slope, backend) -> tuple[Tensor, Tensor]:
+    """(y, z) for an activation whose backward reads z: the kernel with the identity epilogue
+    gives z (bias fused), then one elementwise pass gives y."""
+    z = _forward(x, weight, bias, "identity", 0.0, backend)
+    return activations.apply(z, activation, negative_slope), z
 
 
 def _grads(ctx, grad, backward_fn):
-    x, weight, y = ctx.saved_tensors
+    x, weight, saved, bias = ctx.saved_tensors
     need_x, need_w, need_b = ctx.needs_input_grad[:3]
     need_b = need_b and ctx.has_bias
     if not (need_x or need_w or need_b):
         return None, None, None, None, None, None
-    gx, gw, gb = backward_fn(grad, y, x, weight, *ctx.args, need_x, need_w, need_b)
+    if ctx.recompute_z:  # through the op (it has a fake kernel), so that compiled backwards trace it too
+        saved = torch.ops.fastgan.fused_linear(x, weight, bias, "identity", 0.0, ctx.args[2])
+    gx, gw, gb = backward_fn(grad, saved, x, weight, *ctx.args, need_x, need_w, need_b)
     return (gx if need_x else None, gw if need_w else None, gb if need_b else None, None, None, None)
 
 
@@ -142,6 +165,10 @@ class _EagerAutograd(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, activation, negative_slope, backend):
+        if activations.saves_preactivation(activation):
+            y, z = _forward_saving_z(x, weight, bias, activation, negative_slope, backend)
+            _save(ctx, x, weight, bias, z, False, (activation, negative_slope, backend))
+            return y
         y = _forward(x, weight, bias, activation, negative_slope, backend)
         _setup_context(ctx, (x, weight, bias, activation, negative_slope, backend), y)
         return y
@@ -158,19 +185,24 @@ _fused_linear_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 def fused_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, activation: str = "leaky_relu",
-                 negative_slope: float = 0.2, backend: str = "auto") -> Tensor:
+                 negative_slope: Optional[float] = None, backend: str = "auto", *,
+                 alpha: Optional[float] = None) -> Tensor:
     """``act(x @ weight.T + bias)`` in one fused kernel.
 
     Args:
         x: input ``[..., in_features]`` (float32, float16 or bfloat16; any strides).
         weight: ``[out_features, in_features]``, same dtype and device as ``x``.
         bias: ``[out_features]`` or None.
-        activation: "identity", "relu", "leaky_relu", "tanh" or "sigmoid".
-        negative_slope: LeakyReLU's slope (>= 0; the GAN default 0.2).
+        activation: one of activations.NAMES: "identity", "relu", "leaky_relu", "tanh", "sigmoid",
+            "gelu", "gelu_tanh", "silu", "elu" (aliases "gelu_new", "swish").
+        negative_slope: LeakyReLU's slope (>= 0; default the GAN's 0.2).
         backend: "auto", "cpu_ext", "triton", "cuda_ext" or "reference".
+        alpha: ELU's alpha (>= 0; default 1.0, nn.ELU's).
 
     Under ``torch.autocast`` the tensors are cast to the autocast dtype first, as for ``F.linear``.
     """
+    negative_slope = activations.resolve_param(activation, negative_slope, alpha) if (
+        alpha is not None or negative_slope is None) else negative_slope
     x, weight, bias = _autocast.cast(x, weight, bias)
     _validate.check_linear(x, weight, bias, "fused_linear")
     how = _fastpath.route(x, weight, bias)
@@ -185,7 +217,7 @@ def fused_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, activ
     if how == "direct":
         return _forward_nd(chosen, x, weight, bias, code, slope)
     if chosen in ("cpu_ext", "cuda_ext"):
-        # The whole autograd node in C++ (csrc/fused_linear_autograd.cpp): no Python in the backward.
+        # The whole autograd node in C++ (it keeps z for gelu / silu itself) (csrc/fused_linear_autograd.cpp): no Python in the backward.
         return torch.ops.fastgan_ext.fused_linear(x, weight, bias, code, slope)
     return _EagerAutograd.apply(x, weight, bias, name, slope, backend)
 

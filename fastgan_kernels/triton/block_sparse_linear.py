@@ -59,7 +59,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ._activation import bias_activation_epilogue, grad_from_output
+from ._activation import check_code, bias_activation_epilogue, grad_from_output
 from ._common import INTERPRET, device_guard, f32_dot, pow2_cap, tune_key
 
 if INTERPRET:  # interpreted in numpy: one small tile; M = 17 still spans two tiles
@@ -290,8 +290,7 @@ def _check(x: Tensor, values: Tensor, activation: int) -> None:
                         f"got {x.dtype} and {values.dtype}")
     if not values.is_contiguous():
         raise ValueError("block_sparse_linear (triton): values must be contiguous [nnz, bn, bk]")
-    if int(activation) not in (0, 1, 2, 3, 4):
-        raise ValueError(f"block_sparse_linear (triton): activation code must be in 0..4, got {activation}")
+    check_code(activation, "block_sparse_linear")
 
 
 def _check_ptr(ptr: Tensor, lines: int, name: str) -> None:

@@ -54,7 +54,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ._activation import bias_activation_epilogue, grad_from_output
+from ._activation import check_code, bias_activation_epilogue, grad_from_output
 from ._common import INTERPRET, device_guard, f32_dot, grouped_tile_ids, pow2_cap, tune_key
 
 
@@ -201,8 +201,7 @@ def _check(x: Tensor, weight: Tensor, activation: int) -> None:
     if x.dtype != weight.dtype or x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
         raise TypeError(f"fused_linear (triton): x and weight must share a float32/float16/bfloat16 dtype, "
                         f"got {x.dtype} and {weight.dtype}")
-    if int(activation) not in (0, 1, 2, 3, 4):
-        raise ValueError(f"fused_linear (triton): activation code must be in 0..4, got {activation}")
+    check_code(activation, "fused_linear")
 
 
 def fused_linear_forward(x: Tensor, weight: Tensor, bias: Optional[Tensor], activation: int,

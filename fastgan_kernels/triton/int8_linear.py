@@ -66,7 +66,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ._activation import bias_activation_epilogue
+from ._activation import check_code, bias_activation_epilogue
 from ._common import INTERPRET, device_guard, grouped_tile_ids, tune_key
 
 # The op layer's bound (ops/int8_linear.py): 127 * 127 * K < 2**31 for quantised values in [-127, 127].
@@ -338,8 +338,7 @@ def int8_linear(xq: Tensor, x_scale: Tensor, wq: Tensor, w_scale: Tensor, bias: 
         raise ValueError(f"{fn} (triton): K={K} exceeds {MAX_K}, the int32 accumulator could overflow")
     if out_dtype not in _OUT_KIND:
         raise TypeError(f"{fn} (triton): out_dtype must be one of {list(_OUT_KIND)}, got {out_dtype}")
-    if int(activation) not in (0, 1, 2, 3, 4):
-        raise ValueError(f"{fn} (triton): activation code must be in 0..4, got {activation}")
+    check_code(activation, fn)
     kind = _OUT_KIND[out_dtype]
     if kind != 2:
         if x_scale.dtype != torch.float32 or x_scale.dim() != 1 or x_scale.shape[0] not in (1, M):
