@@ -219,3 +219,16 @@ def test_compiled_training_recomputes_z_through_the_op():
     act(lin(x)).square().mean().backward()  # lin shares layer's parameters
     for got, p in zip(grads, layer.parameters()):
         torch.testing.assert_close(got, p.grad, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("backend", backend_params("fused_linear_fwd", include=("reference", "cpu_ext", "triton")))
+def test_nan_and_large_inputs(backend):
+    """NaN stays NaN, |z| up to 100 stays finite (no overflow in exp / erf / tanh), like torch."""
+    name, device = backend
+    z = torch.tensor([[-100.0, -20.0, -1e-3, 0.0, 1e-3, 20.0, 100.0, 3.0],
+                      [float("nan"), 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]], device=device)
+    eye = torch.eye(8, device=device)  # z @ eye.T = z; NaN * 0 makes the whole second row NaN
+    for act in NEW:
+        y = fk.fused_linear(z, eye, None, act, backend=name, **_kw(act))
+        assert torch.isnan(y[1]).all(), f"{act} lost a NaN"
+        testing.assert_close(y[0], EAGER[act](z[0]))

@@ -216,7 +216,7 @@ def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="row_ptr must have 5 entries"):
         kernels.bsr_linear_forward(x, w.values, w.row_ptr, w.col_idx, b, 60, LEAKY, 0.2)
     with pytest.raises(ValueError, match="activation code"):
-        kernels.bsr_linear_forward(x, w.values, w.row_ptr, w.col_idx, b, 33, 7, 0.2)
+        kernels.bsr_linear_forward(x, w.values, w.row_ptr, w.col_idx, b, 33, 9, 0.2)
     with pytest.raises(TypeError, match="grad_out must have x's dtype"):
         run_backward(torch.randn(4, 33, device=DEVICE).double(), None, x, w, IDENTITY)
     with pytest.raises(ValueError, match="saved output y"):

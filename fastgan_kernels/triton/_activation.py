@@ -82,8 +82,8 @@ def apply_activation(z, ACTIVATION: tl.constexpr, negative_slope):
         z = 0.5 * z * (1.0 + gelu_tanh_inner(z))
     elif ACTIVATION == 7:  # silu
         z = z * sigmoid_f32(z)
-    elif ACTIVATION == 8:  # elu: exp of min(z, 0) cannot overflow
-        z = tl.where(z > 0, z, negative_slope * (tl.exp(tl.minimum(z, 0.0)) - 1.0))
+    elif ACTIVATION == 8:  # elu: exp of where(z > 0, 0, z) cannot overflow and keeps NaN
+        z = tl.where(z > 0, z, negative_slope * (tl.exp(tl.where(z > 0, 0.0, z)) - 1.0))
     return z
 
 
