@@ -274,9 +274,10 @@ def _graph_module_like(module: nn.Module, graph: fx.Graph) -> fx.GraphModule:
 
 
 def _tracing_owner(model: nn.Module, name: str) -> Optional[str]:
-    """The nearest ancestor of module ``name`` that is not an nn.Sequential (None: all are)."""
+    """The nearest ancestor of module ``name`` with a forward of its own to trace: not an nn.Sequential
+    (the first pass walked those), nn.ModuleList or nn.ModuleDict (no forward). None: there is none."""
     owner = name.rpartition(".")[0]
-    while isinstance(model.get_submodule(owner) if owner else model, nn.Sequential):
+    while isinstance(model.get_submodule(owner) if owner else model, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
         if not owner:
             return None
         owner = owner.rpartition(".")[0]
