@@ -98,6 +98,8 @@ def _kind(module: nn.Module) -> str:
 
 def report(decisions: list[Decision], converter: str, verbose: bool) -> None:
     """Log (and with ``verbose`` print) the converters' table."""
+    if not (verbose or log.isEnabledFor(logging.INFO)):
+        return
     text = format_decisions(decisions, converter)
     log.info("%s", text)
     if verbose:
