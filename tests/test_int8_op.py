@@ -126,8 +126,7 @@ def test_bad_input_is_refused():
         q8.int8_linear(xq, xs, wq, ws, bias, out_dtype=torch.int32)
     with pytest.raises(ValueError, match="in_features = 16"):
         q8.int8_linear(xq[:, :8], xs, wq, ws)
-    with pytest.raises(ValueError, match="empty batch"):
-        q8.int8_linear(xq[:0], xs[:0], wq, ws)
+    assert q8.int8_linear(xq[:0], xs[:0], wq, ws).shape == (0, wq.shape[0])  # empty batch: empty output
 
 
 def test_k_too_large_for_int32_is_refused():

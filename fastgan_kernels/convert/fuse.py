@@ -5,10 +5,13 @@ from torch import nn
 
 from ..nn.fused_linear import FusedLinear
 from ._rewrite import Act, rewrite
+from .explain import report
 
 
-def fuse(model: nn.Module, backend: str = "auto", inplace: bool = False) -> nn.Module:
-    """Replace every ``nn.Linear`` followed by LeakyReLU, ReLU, Tanh or Sigmoid with a :class:`FusedLinear`.
+def fuse(model: nn.Module, backend: str = "auto", inplace: bool = False, verbose: bool = False) -> nn.Module:
+    """Replace every ``nn.Linear`` followed by an activation (LeakyReLU, ReLU, Tanh, Sigmoid, ...) with a
+    :class:`FusedLinear`; an eval-mode ``BatchNorm1d`` between them is folded into the Linear first, and a
+    Dropout between them stays after the fused layer (see ``convert/_rewrite.py``).
 
     Pairs are found inside ``nn.Sequential`` (``inplace=True`` activations included) and,
     through ``torch.fx``, in modules whose forward calls e.g. ``F.leaky_relu(self.fc(x), 0.2)``,
@@ -19,9 +22,14 @@ def fuse(model: nn.Module, backend: str = "auto", inplace: bool = False) -> nn.M
     Args:
         backend: the backend the new modules use ("auto" by default).
         inplace: modify ``model`` itself instead of a deep copy.
+        verbose: print the table of what became of every Linear (:func:`fastgan_kernels.explain`'s);
+            it is always logged at INFO on the ``fastgan_kernels.convert`` logger.
     """
 
     def make(name: str, linear: nn.Linear, act: Act) -> nn.Module:
         return FusedLinear.from_linear(linear, act.name, act.negative_slope, backend)
 
-    return rewrite(model, make, inplace=inplace)
+    decisions: list = []
+    fused = rewrite(model, make, inplace=inplace, decisions=decisions)
+    report(decisions, "fuse", verbose)
+    return fused

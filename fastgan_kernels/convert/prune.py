@@ -11,6 +11,7 @@ from torch import nn
 from ..nn.block_sparse_linear import BlockSparseLinear, check_sparsity, keep_strongest
 from ..ops import bsr
 from ._rewrite import Act, rewrite
+from .explain import report as report_decisions
 from .report import Table
 
 # Sparsity below which the block-sparse kernels stop beating the dense fused kernel, per device.
@@ -97,14 +98,17 @@ def _break_even_note(sparsity: float, device: torch.device) -> str:
 
 
 def prune(model: nn.Module, sparsity: float = 0.9, block=(32, 32), scope: str = "layer", skip: Skip = (),
-          mode: str = "bsr", backend: str = "auto", inplace: bool = False) -> tuple[nn.Module, PruneReport]:
+          mode: str = "bsr", backend: str = "auto", inplace: bool = False,
+          verbose: bool = False) -> tuple[nn.Module, PruneReport]:
     """Prune every Linear (+ following activation) of ``model`` in blocks; returns (model, report).
 
     Blocks are scored by their L2 norm and the strongest ``1 - sparsity`` are kept, per layer
     (``scope="layer"``) or over all pruned layers together (``"global"``); every layer keeps at
     least one block. ``skip`` names layers to leave dense (glob patterns on module names, or
     a predicate ``(name, linear) -> bool``). ``mode="bsr"`` gives inference-ready layers,
-    ``"masked"`` layers for further fine-tuning (see :class:`GradualPruner`).
+    ``"masked"`` layers for further fine-tuning (see :class:`GradualPruner`). An eval-mode
+    BatchNorm1d after a Linear is folded into it first (blocks are scored on the folded weight).
+    ``verbose`` prints :func:`fastgan_kernels.explain`'s table for the conversion (always logged).
     """
     sparsity = check_sparsity(sparsity)
     block = bsr.check_block(block)
@@ -125,7 +129,9 @@ def prune(model: nn.Module, sparsity: float = 0.9, block=(32, 32), scope: str = 
             activation=act.name, negative_slope=act.negative_slope, backend=backend, mode="masked")
         return layers[name]
 
-    model = rewrite(model, make, lone_linear=True, inplace=inplace)
+    decisions: list = []
+    model = rewrite(model, make, lone_linear=True, inplace=inplace, decisions=decisions)
+    report_decisions(decisions, "prune", verbose)
     apply_sparsity(layers, sparsity, scope)
     report_rows = []
     for name, layer in layers.items():

@@ -23,6 +23,7 @@ from torch import nn
 from .. import metrics
 from ..nn.int8_linear import Int8Linear
 from ._rewrite import Act, rewrite
+from .explain import report as report_decisions
 from .report import Table
 
 _MAX_SAMPLES = 1 << 20  # |x| values kept per layer for the percentile observer
@@ -96,7 +97,7 @@ def _activation_fn(act: Act):
 
 def quantize(model: nn.Module, calibration: Optional[Iterable] = None, mode: str = "dynamic",
              observer: str = "max", percentile: float = 99.99, skip: Iterable[str] = (), backend: str = "auto",
-             inplace: bool = False) -> tuple[nn.Module, QuantizeReport]:
+             inplace: bool = False, verbose: bool = False) -> tuple[nn.Module, QuantizeReport]:
     """Convert every Linear (+ activation) of ``model`` to :class:`Int8Linear`; returns (model, report).
 
     Args:
@@ -105,6 +106,7 @@ def quantize(model: nn.Module, calibration: Optional[Iterable] = None, mode: str
         mode: "dynamic" (per-token activation scales at run time) or "static" (calibrated).
         observer: "max" or "percentile" (static mode).
         skip: glob patterns of module names to keep in float.
+        verbose: print :func:`fastgan_kernels.explain`'s table for the conversion (always logged).
     """
     if mode not in ("dynamic", "static"):
         raise ValueError(f"mode must be 'dynamic' or 'static', got {mode!r}")
@@ -151,7 +153,9 @@ def quantize(model: nn.Module, calibration: Optional[Iterable] = None, mode: str
                                                  scales[name] if mode == "static" else None, backend=backend)
         return converted[name]
 
-    qmodel = rewrite(model, make, lone_linear=True, inplace=inplace)
+    decisions: list = []
+    qmodel = rewrite(model, make, lone_linear=True, inplace=inplace, decisions=decisions)
+    report_decisions(decisions, "quantize", verbose)
     if mode == "static":
         _chain_sequentials(qmodel)
 

@@ -46,14 +46,23 @@ class CubicSparsitySchedule:
 
 
 class GradualPruner:
-    """Raises the block sparsity of a model's masked BlockSparseLinear layers along a schedule."""
+    """Raises the block sparsity of a model's masked BlockSparseLinear layers along a schedule.
+
+    Frozen layers (weight with ``requires_grad=False``, e.g. the generator layers a transfer run
+    keeps) are left dense: a layer that is not trained cannot recover from losing blocks, and
+    pruning the first layer of a generator at 90% cuts most hidden units off the latent, which
+    collapses its samples onto one mode (measured on the digits transfer recipe: 1 class of 2).
+    ``frozen`` lists the layers so left out.
+    """
 
     def __init__(self, model: nn.Module, schedule: CubicSparsitySchedule, scope: str = "layer"):
-        self.layers = {name: m for name, m in model.named_modules()
-                       if isinstance(m, BlockSparseLinear) and m.mode == "masked"}
+        masked = {name: m for name, m in model.named_modules()
+                  if isinstance(m, BlockSparseLinear) and m.mode == "masked"}
+        self.layers = {name: m for name, m in masked.items() if m.weight.requires_grad}
+        self.frozen = [name for name in masked if name not in self.layers]
         if not self.layers:
-            raise ValueError("model has no BlockSparseLinear layers in masked mode; "
-                             "use prune(model, ..., mode='masked') first")
+            raise ValueError("model has no trainable BlockSparseLinear layers in masked mode; use prune(model, ..., "
+                             "mode='masked') first" + (f" (frozen, left dense: {self.frozen})" if self.frozen else ""))
         self.schedule, self.scope = schedule, scope
         self.step_count = 0
         self.current = None

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .. import activations, backends
-from ..ops import _autocast, bsr
+from ..ops import _autocast, _validate, bsr
 from ..ops import block_sparse_linear as bsl
 from ..ops.fused_linear import fused_linear
 from .fused_linear import FusedLinear
@@ -167,6 +167,10 @@ class BlockSparseLinear(nn.Module):
         if self.mode == "masked":
             return fused_linear(x, self.dense_weight(), self.bias, self.activation, self.negative_slope, self.backend)
         x, values, bias = _autocast.cast(x, self.values, self.bias)
+        if not isinstance(x, torch.Tensor) or x.dtype != values.dtype or x.device != values.device or (
+                x.dim() < 1 or x.shape[-1] != self.in_features):  # the kernels trust their inputs: say what is wrong
+            bsl.check_args(x, values, self.row_ptr, self.col_idx, bias, self.out_features)
+            _validate.check_input(x, self.in_features, "BlockSparseLinear")
         return bsl.apply(x, values, self.row_ptr, self.col_idx, bias, self.out_features, self.activation,
                          self.negative_slope, self.backend)
 

@@ -118,7 +118,9 @@ class Int8Linear(nn.Module):
         _validate.check_tensor(x, "Int8Linear: x")
         _validate.check_input(x, self.in_features, "Int8Linear")
         if x.device != w.device:
-            raise ValueError(f"Int8Linear: x must be on the module's device {w.device}, got {x.device}")
+            raise _validate.DeviceMismatchError(f"Int8Linear: x must be on the module's device {w.device}, got "
+                                                f"{x.device} (expected all tensors to be on the same device, as "
+                                                f"nn.Linear does)")
         if self._int8_out:
             out_dtype, out_scale = torch.int8, buf["output_scale"]
         else:

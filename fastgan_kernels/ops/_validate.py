@@ -8,6 +8,16 @@ import torch
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
+class DtypeMismatchError(TypeError, RuntimeError):
+    """A dtype that does not match: a TypeError naming the argument, and a RuntimeError like the one
+    ``nn.Linear`` raises for the same input (so code written against nn.Linear still catches it)."""
+
+
+class DeviceMismatchError(ValueError, RuntimeError):
+    """A device that does not match: a ValueError naming the argument, and a RuntimeError like
+    ``nn.Linear``'s ("Expected all tensors to be on the same device")."""
+
+
 def check_tensor(t, name: str) -> torch.Tensor:
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
@@ -16,26 +26,32 @@ def check_tensor(t, name: str) -> torch.Tensor:
 
 def check_float(t: torch.Tensor, name: str) -> None:
     if t.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name} must be float32, float16 or bfloat16, got {t.dtype}")
+        raise DtypeMismatchError(f"{name} must be float32, float16 or bfloat16, got {t.dtype}")
 
 
 def check_same(t: torch.Tensor, ref: torch.Tensor, name: str, ref_name: str, dtype: bool = True) -> None:
     if t.device != ref.device:
-        raise ValueError(f"{name} must be on {ref_name}'s device {ref.device}, got {t.device}")
+        raise DeviceMismatchError(f"{name} must be on {ref_name}'s device {ref.device}, got {t.device} "
+                                  f"(expected all tensors to be on the same device, as nn.Linear does)")
     if dtype and t.dtype != ref.dtype:
-        raise TypeError(f"{name} must have {ref_name}'s dtype {ref.dtype}, got {t.dtype}")
+        raise DtypeMismatchError(f"{name} must have {ref_name}'s dtype {ref.dtype}, got {t.dtype} "
+                                 f"(like nn.Linear's mat1 and mat2, they must have the same dtype)")
 
 
 def check_input(x: torch.Tensor, k: int, op: str) -> int:
-    """x [..., K] with at least one row; returns the number of rows M."""
+    """x [..., K]; returns the number of rows M. M = 0 (an empty batch) is valid, as for nn.Linear:
+    the ops then return an empty output without launching a kernel (see :func:`is_empty`)."""
     if x.dim() < 1:
         raise ValueError(f"{op}: x must have at least 1 dimension [..., in_features], got a scalar")
     if x.shape[-1] != k:
         raise ValueError(f"{op}: x.shape[-1] must equal in_features = {k}, got x of shape {tuple(x.shape)}")
-    m = x.numel() // k if k else 0
-    if m == 0:
-        raise ValueError(f"{op}: x has an empty batch (shape {tuple(x.shape)}); pass at least one row")
-    return m
+    return x.numel() // k if k else 0
+
+
+def is_empty(x: torch.Tensor) -> bool:
+    """An empty batch (M = 0 rows of a non-empty K): the ops answer it with plain PyTorch, which
+    gives an empty output (and, for training, zero weight / bias gradients) like nn.Linear."""
+    return x.numel() == 0
 
 
 def check_bias(bias: Optional[torch.Tensor], x: torch.Tensor, n: int, op: str, dtype: bool = True) -> None:

@@ -72,6 +72,9 @@ def _block_sparse_linear_op(x: Tensor, values: Tensor, row_ptr: Tensor, col_idx:
 def apply(x: Tensor, values: Tensor, row_ptr: Tensor, col_idx: Tensor, bias: Optional[Tensor], out_features: int,
           activation: str, negative_slope: float, backend: str) -> Tensor:
     """The custom op, or the kernel directly when nothing needs the op's machinery (ops/_fastpath.py)."""
+    if _validate.is_empty(x):  # zero rows: no kernel; plain PyTorch gives the empty output and its gradients
+        return _reference_forward(x, values, row_ptr, col_idx, bias, out_features,
+                                  int(activations.check_activation(activation, negative_slope)), negative_slope)
     run = forward if _fastpath.eligible(x, values, bias) else _block_sparse_linear_op
     return run(x, values, row_ptr, col_idx, bias, out_features, activation, negative_slope, backend)
 

@@ -205,6 +205,9 @@ def fused_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, activ
         alpha is not None or negative_slope is None) else negative_slope
     x, weight, bias = _autocast.cast(x, weight, bias)
     _validate.check_linear(x, weight, bias, "fused_linear")
+    if _validate.is_empty(x):  # no kernel for zero rows: nn.Linear's own empty result, with its gradients
+        return reference.fused_linear(x, weight, bias, _plan.__wrapped__(activation, negative_slope, backend,
+                                                                         x.device)[0], float(negative_slope))
     how = _fastpath.route(x, weight, bias)
     if how == "op":
         act = activations.check_activation(activation, negative_slope)

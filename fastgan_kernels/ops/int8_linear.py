@@ -232,6 +232,8 @@ def quantize_per_token(x: Tensor, backend: str = "auto", check_finite: bool = Tr
 
 def run_quantize_per_token(x: Tensor, backend: str, check_finite: bool) -> tuple[Tensor, Tensor]:
     """quantize_per_token without the argument checks (for callers that made them, e.g. Int8Linear)."""
+    if _validate.is_empty(x):  # zero rows: nothing to quantise, no kernel
+        return x.new_empty(x.shape, dtype=torch.int8), x.new_empty(x.shape[:-1], dtype=torch.float32)
     run = _quantize_per_token if _fastpath.eligible(x) else _quantize_per_token_op
     q, scale = run(x, backend)
     if check_finite and _marks_non_finite(backend, x.device, "quantize_per_token"):
@@ -251,6 +253,8 @@ def quantize_per_tensor(x: Tensor, scale: Tensor, backend: str = "auto", check_f
 
 def run_quantize_per_tensor(x: Tensor, scale: Tensor, backend: str, check_finite: bool) -> Tensor:
     """quantize_per_tensor without the argument checks (``scale`` already of shape [1])."""
+    if _validate.is_empty(x):
+        return x.new_empty(x.shape, dtype=torch.int8)
     run = _quantize_per_tensor if _fastpath.eligible(x, scale) else _quantize_per_tensor_op
     q = run(x, scale, backend)
     if check_finite and _marks_non_finite(backend, x.device, "quantize_per_tensor"):
@@ -331,6 +335,8 @@ def run_int8_linear(xq: Tensor, x_scale: Tensor, wq: Tensor, w_scale: Tensor, bi
                     w_packed: Optional[Tensor], activation: str, negative_slope: float, out_dtype: torch.dtype,
                     out_scale: Optional[Tensor], backend: str) -> Tensor:
     """int8_linear without the argument checks (canonical arguments: activation name, x_scale 1-D)."""
+    if _validate.is_empty(xq):  # zero rows: an empty output, no kernel (as nn.Linear)
+        return xq.new_empty((*xq.shape[:-1], wq.shape[0]), dtype=out_dtype)
     if _fastpath.eligible(xq, x_scale, wq, w_scale, bias, w_packed, out_scale):
         return _int8_kernels(xq, x_scale, wq, w_scale, bias, w_packed, _ACT_CODES[activation], negative_slope,
                              out_dtype, out_scale, backends.resolve(backend, xq.device, "int8_linear_fwd"))
@@ -366,6 +372,8 @@ def run_int8_linear_dynamic(x: Tensor, wq: Tensor, w_scale: Tensor, bias: Option
                             out_dtype: torch.dtype, out_scale: Optional[Tensor], backend: str,
                             check_finite: bool) -> Tensor:
     """int8_linear_dynamic without the argument checks (canonical arguments; e.g. Int8Linear)."""
+    if _validate.is_empty(x):
+        return x.new_empty((*x.shape[:-1], wq.shape[0]), dtype=out_dtype)
     chosen = backends.resolve(backend, x.device, "int8_linear_fwd")
     if check_finite and chosen in ("triton", "cuda_ext"):  # the GPU kernels mark NaN in the scales: two steps
         xq, x_scale = run_quantize_per_token(x, backend, True)

@@ -117,8 +117,11 @@ def generate_main(args: argparse.Namespace) -> int:
         from .quality import QualityMeter
 
         model = meta["model"]
-        real, _ = digits_tensors(model["img_size"], (), model["channels"])
-        print(QualityMeter(real, n=min(512, args.n)).__call__(images, labels))
+        # a model fine-tuned onto some classes is measured against those classes' real digits
+        classes = tuple((meta.get("config") or {}).get("classes") or ())
+        real, _ = digits_tensors(model["img_size"], classes, model["channels"])
+        against = f"real digits {','.join(map(str, classes))}" if classes else "all real digits"
+        print(f"{QualityMeter(real, n=min(512, args.n))(images, labels)} (against {against})")
     return 0
 
 
