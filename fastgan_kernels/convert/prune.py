@@ -21,6 +21,10 @@ from .report import Table
 #      5%..75% in 5% steps, 2-core AMD EPYC / AVX512-VNNI path): 0.16 (per shape 0.08..0.28); the default
 #      sweep in docs/benchmarks.md (2 shapes, 10% steps) gave 0.12. "cuda": not measured yet.
 BREAK_EVEN_SPARSITY: dict[str, float] = {"cpu": 0.16}
+# The same for int8 (BlockSparseInt8Linear vs the dense Int8Linear, block 32): quantize() keeps a pruned
+# layer sparse from this sparsity up, dense int8 below. Measured with the block_sparse_int8 benchmark's
+# break-even sweep (see fastgan_kernels/bench/suites/block_sparse_int8.py).
+INT8_BREAK_EVEN_SPARSITY: dict[str, float] = {"cpu": 0.3}
 
 Skip = Union[Iterable[str], Callable[[str, nn.Linear], bool]]
 

@@ -130,6 +130,10 @@ inline const int8_t* a_row(const GemmArgs& g, int64_t m, int8_t* tmp, int64_t* c
   return f.quantize_rows(a, 0, 1) < 0 ? tmp : nullptr;
 }
 
+// The scalar epilogue of one output element (m, n) from its int32 accumulator (the portable
+// paths; int8_portable.cpp).
+void store_portable(const Epilogue& e, int64_t N, int64_t m, int64_t n, int32_t acc);
+
 // The code paths int8_linear_fwd can take (names from path_name()).
 enum class Path : int { kPortable = 0, kAvx512Vnni = 1, kAmx = 2, kAmxEmulated = 3 };
 Path select_path();

@@ -1,0 +1,128 @@
+// The AVX512-VNNI block-sparse int8 GEMM: y = epilogue(xq @ W^T) with W [N, K] int8 in BSR
+// blocks (int8/bsr_packed.h), only the kept blocks read (zero-block skipping).
+//
+//   1. A is packed once, all of K padded to whole blocks (K' = nbc * bk), into the dense VNNI
+//      kernel's 8-row micro-panels of x ^ 0x80 (int8/vnni_avx512.h; a float A is quantised
+//      per token on the way): block column c of m-tile i is the contiguous run of bk / 4
+//      k groups at i * K' * 8 + c * bk * 8.
+//   2. The work is the grid (block row r, m-tile i), split over threads and walked for the
+//      caches as the fp32 block-sparse kernels do (bsr/split.h: by block rows for small
+//      batches, by m-tiles for large ones; groups of block rows whose kept blocks fit L2,
+//      chunks of m-tiles whose A fits L2).
+//   3. One unit = up to 8 rows x bn columns, as register tiles of 8 x 32 columns (16 int32
+//      accumulators): for each kept block of the row, the dense micro-kernel's k loop over
+//      the block's bk / 4 k groups, then the shared int8 epilogue (int8/epilogue_avx512.h:
+//      compensation, scales, bias, activation, fp / int8 store) masked to N. A block row with
+//      no kept block writes act(bias).
+#include "int8/bsr_packed.h"
+
+#if defined(__x86_64__)
+#include <ATen/Parallel.h>
+#include <immintrin.h>
+
+#include <algorithm>
+
+#include "activation.h"
+#include "bsr/split.h"
+#include "int8/epilogue_avx512.h"
+#include "int8/vnni_avx512.h"
+#include "parallel.h"
+
+namespace fastgan {
+namespace cpu {
+namespace int8 {
+namespace {
+
+using vnni::kMR;
+constexpr int kNV = 2;  // 16-column panels per register tile: 8 x 2 accumulators + 2 B + 1 A
+
+// L2 shares (1 MiB on Zen 4): the kept blocks of a group of block rows, the A of a chunk of m-tiles.
+constexpr int64_t kGroupBytes = 384 << 10, kChunkBytes = 384 << 10;
+
+// One register tile's segments: the kept blocks [j0, j1) of a block row.
+struct Segments {
+  const uint8_t* a = nullptr;    // the m-tile's A micro-panel
+  int64_t a_col = 0;             // bytes of A per block column
+  const int8_t* b = nullptr;     // data + the tile's first panel inside a block
+  int64_t b_block = 0, pb = 0;   // bytes per block, per 16-column panel
+  int64_t kgb = 0;               // k groups per block
+  const int32_t* col_idx = nullptr;
+  int64_t j0 = 0, j1 = 0;
+};
+
+template <int R, int V>
+static FASTGAN_VNNI_TARGET void sparse_tile(const Segments& s, const avx512::TileCtx& t) {
+  __m512i c[R][V];
+  vnni::zero(c);
+  for (int64_t j = s.j0; j < s.j1; ++j)
+    vnni::accumulate(c, s.kgb, s.a + s.col_idx[j] * s.a_col, s.b + j * s.b_block, s.pb);
+  avx512::epilogue<R, V>(c, t);
+}
+
+using TileFn = void (*)(const Segments&, const avx512::TileCtx&);
+#define FASTGAN_I8S_ROW(r) {&sparse_tile<r, 1>, &sparse_tile<r, 2>}
+const TileFn kTiles[kMR][kNV] = {FASTGAN_I8S_ROW(1), FASTGAN_I8S_ROW(2), FASTGAN_I8S_ROW(3), FASTGAN_I8S_ROW(4),
+                                 FASTGAN_I8S_ROW(5), FASTGAN_I8S_ROW(6), FASTGAN_I8S_ROW(7), FASTGAN_I8S_ROW(8)};
+#undef FASTGAN_I8S_ROW
+
+// Threads for `macs` multiply-adds: VNNI does ~4x the fp32 kernels' work per cycle, so the
+// one-thread bound of bsr/split.h (2^20 FMAs) is scaled by 4.
+int threads_of(double macs) { return bsr::threads_for(macs / 4, at::in_parallel_region() ? 1 : at::get_num_threads()); }
+
+}  // namespace
+
+int64_t bsr_gemm_vnni(const BsrGemmArgs& p) {
+  const GemmArgs& g = p.g;
+  const BsrWeightView& w = p.w;
+  const int64_t kgb = w.bk / kGroup, kgs = w.nbc * kgb;
+  const int64_t apanel = kgs * kMR * kGroup, mt = ceil_div(g.M, kMR);
+  uint8_t* apack = nullptr;
+  const int64_t bad = vnni::pack_a(g, kgs, &apack);
+  if (bad >= 0) return bad;
+
+  const int T = threads_of(static_cast<double>(g.M) * w.nnz * w.bn * w.bk);
+  const int64_t panels = w.bn / kPanel;
+  const auto shares = bsr::split_work(w.nbr, mt, T, [&](int64_t r) {
+    return (w.row_ptr[r + 1] - w.row_ptr[r]) * kgb * panels + bsr::kTileOverhead;
+  });
+  const int64_t chunk = std::max<int64_t>(1, kChunkBytes / apanel);
+  parallel_for(0, T, 1, [&](int64_t b, int64_t e) {
+    for (int64_t sh = b; sh < e; ++sh) {
+      Segments s;
+      s.a_col = kgb * kMR * kGroup, s.b_block = w.block_bytes(), s.pb = w.panel_bytes(), s.kgb = kgb;
+      s.col_idx = w.col_idx;
+      avx512::TileCtx t;
+      t.e = &g.e;
+      t.ldo = g.N;
+      auto body = [&](int64_t r, int64_t i) {
+        s.a = apack + i * apanel;
+        s.j0 = w.row_ptr[r], s.j1 = w.row_ptr[r + 1];
+        t.m0 = i * kMR;
+        t.rows = static_cast<int>(std::min<int64_t>(kMR, g.M - t.m0));
+        for (int64_t p0 = 0; p0 < panels; p0 += kNV) {
+          t.n0 = r * w.bn + p0 * kPanel;
+          if (t.n0 >= g.N) break;  // the padding of the last block row
+          const int64_t np = std::min<int64_t>({kNV, panels - p0, ceil_div(g.N - t.n0, kPanel)});
+          t.cols = static_cast<int>(std::min<int64_t>(np * kPanel, g.N - t.n0));
+          t.comp = w.comp + t.n0;
+          s.b = w.data + p0 * s.pb;
+          kTiles[t.rows - 1][np - 1](s, t);
+        }
+      };
+      bsr::grouped_walk(shares[sh], kGroupBytes, chunk,
+                        [&](int64_t r) { return (w.row_ptr[r + 1] - w.row_ptr[r]) * w.block_bytes(); },
+                        [](int64_t, int64_t, int64_t) {}, body);
+    }
+  });
+  return -1;
+}
+
+}  // namespace int8
+}  // namespace cpu
+}  // namespace fastgan
+
+#else  // not x86-64: dispatch never selects this path
+namespace fastgan { namespace cpu { namespace int8 {
+int64_t bsr_gemm_vnni(const BsrGemmArgs& p) { return bsr_gemm_portable(p); }
+}}}
+#endif
