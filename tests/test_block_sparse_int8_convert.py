@@ -9,7 +9,7 @@ from torch import nn
 
 import fastgan_kernels as fk
 from fastgan_kernels import testing
-from fastgan_kernels.convert import prune as prune_mod
+from fastgan_kernels.convert.prune import INT8_BREAK_EVEN_SPARSITY
 from fastgan_kernels.nn import BlockSparseInt8Linear, BlockSparseLinear, Int8Linear
 from fastgan_kernels.ops import int8_linear as q8
 
@@ -34,7 +34,7 @@ def test_module_matches_its_float_twin_and_reference():
     with torch.no_grad():  # and close to the float layer it came from
         assert fk.metrics.sqnr(sparse(x), layer(x)) > 30
     assert layer(torch.randn(0, 100)).shape == (0, 70)  # an empty batch, as nn.Linear
-    assert "sparsity=0.6" in repr(layer) and "block=(32, 32)" in repr(layer)
+    assert f"sparsity={sparse.sparsity:.2f}" in repr(layer) and "block=(32, 32)" in repr(layer)
     with pytest.raises(ValueError, match="in_features"):
         layer(torch.randn(3, 99))
     with pytest.raises(ValueError, match="no input_scale"):
@@ -61,7 +61,7 @@ def test_quantize_keeps_pruned_layers_sparse_and_dense_below_break_even():
     assert len(layers) == 3 and all(isinstance(m, BlockSparseInt8Linear) for m in layers)
     assert layers[0].int8_output and not layers[-1].int8_output  # static layers chain in int8
     assert "sparse 0.75" in str(report) and report.model_sqnr_db > 25
-    low, _ = fk.prune(mlp(), prune_mod.INT8_BREAK_EVEN_SPARSITY["cpu"] / 2, block=(16, 16))
+    low, _ = fk.prune(mlp(), INT8_BREAK_EVEN_SPARSITY["cpu"] / 2, block=(16, 16))
     qlow, _ = fk.quantize(low, calibration=calib(), mode="dynamic")
     assert all(type(m) is not BlockSparseInt8Linear for m in qlow.modules())
     assert sum(type(m) is Int8Linear for m in qlow.modules()) == 3
