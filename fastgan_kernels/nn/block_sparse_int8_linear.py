@@ -65,6 +65,7 @@ class BlockSparseInt8Linear(nn.Module):
     # The scale handling is Int8Linear's (same buffers, same rules).
     set_scales = Int8Linear.set_scales
     _derive_flags = Int8Linear._derive_flags
+    _output_args = Int8Linear._output_args
     int8_output = Int8Linear.int8_output
 
     @classmethod
@@ -146,14 +147,8 @@ class BlockSparseInt8Linear(nn.Module):
                              f"got x of shape {tuple(x.shape)}")
         if x.device != values.device:
             raise ValueError(f"{name}: x must be on the module's device {values.device}, got {x.device}")
-        if self._int8_out:
-            out_dtype, out_scale = torch.int8, buf["output_scale"]
-        else:
-            out_dtype = x.dtype if x.dtype in q8.FLOAT_OUT else self.out_dtype
-            out_scale = None
+        out_dtype, out_scale = self._output_args(x)
         if x.dtype == torch.int8:
-            if not self._has_input_scale:
-                raise ValueError(f"{name} got an int8 input but has no input_scale; set_scales(input_scale=...)")
             x_scale = buf["input_scale"]
         else:
             _validate.check_float(x, f"{name}: x")

@@ -116,14 +116,8 @@ class Int8Linear(nn.Module):
         _validate.check_input(x, self.in_features, "Int8Linear")
         if x.device != w.device:
             raise ValueError(f"Int8Linear: x must be on the module's device {w.device}, got {x.device}")
-        if self._int8_out:
-            out_dtype, out_scale = torch.int8, buf["output_scale"]
-        else:
-            out_dtype = x.dtype if x.dtype in q8.FLOAT_OUT else self.out_dtype
-            out_scale = None
+        out_dtype, out_scale = self._output_args(x)
         if x.dtype == torch.int8:
-            if not self._has_input_scale:
-                raise ValueError("Int8Linear got an int8 input but has no input_scale; set_scales(input_scale=...)")
             xq, xs = x, buf["input_scale"]
         else:
             _validate.check_float(x, "Int8Linear: x")
@@ -135,6 +129,15 @@ class Int8Linear(nn.Module):
             xq = q8.run_quantize_per_tensor(x, xs, self.backend, self.check_finite)
         return q8.run_int8_linear(xq, xs, w, buf["weight_scale"], buf["bias"], buf["weight_packed"], self.activation,
                                   self.negative_slope, out_dtype, out_scale, self.backend)
+
+    def _output_args(self, x: torch.Tensor):
+        """(out_dtype, out_scale) of a call on ``x``; an int8 ``x`` needs the static input scale."""
+        if x.dtype == torch.int8 and not self._has_input_scale:
+            raise ValueError(f"{type(self).__name__} got an int8 input but has no input_scale; "
+                             f"set_scales(input_scale=...)")
+        if self._int8_out:
+            return torch.int8, self._buffers["output_scale"]
+        return (x.dtype if x.dtype in q8.FLOAT_OUT else self.out_dtype), None
 
     def dequantized_weight(self) -> torch.Tensor:
         return self.weight_int8.float() * self.weight_scale[:, None]
