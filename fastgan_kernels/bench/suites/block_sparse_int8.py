@@ -93,16 +93,16 @@ def full_cases(device: str) -> list[Case]:
 
 # ----------------------------------------------------------------------------- inputs
 @functools.lru_cache(maxsize=2)
-def _models(pct: int, block: int, device: str):
+def _models(name: str, pct: int, block: int, device: str):
     """(dense generator holding the pruned weights, its BSR fp32 twin); cached: batches share them."""
-    _, dense, sparse = pruned_model(MODEL, 1, pct / 100, block, torch.float32, device)
+    _, dense, sparse = pruned_model(name, 1, pct / 100, block, torch.float32, device)
     return dense, sparse
 
 
 def make_inputs(case: Case):
     d = case.dims
     if _common.is_model(case):
-        dense, sparse = _models(d["sparsity"], d["block"], case.device)
+        dense, sparse = _models(d["model"], d["sparsity"], d["block"], case.device)
         z = _common.latent(dense, d["batch"], device=case.device)
         return SimpleNamespace(model=True, z=z, dense=dense, sparse=sparse)
     x, w, b, weight = pruned_layer(d["M"], d["K"], d["N"], d["sparsity"] / 100, d["block"])
@@ -139,9 +139,9 @@ def _no_grad(fn, *args):
 
 
 @functools.lru_cache(maxsize=4)
-def _int8_model(pct: int, block: int, device: str, sparse: bool, backend: str):
-    """The pruned wide generator in int8 (dense or sparse), built once for both batches of a sparsity."""
-    dense, pruned = _models(pct, block, device)
+def _int8_model(name: str, pct: int, block: int, device: str, sparse: bool, backend: str):
+    """The pruned generator in int8 (dense or sparse), built once for both batches of a sparsity."""
+    dense, pruned = _models(name, pct, block, device)
     if sparse:
         return quantize(pruned, mode="dynamic", sparse="always", backend=backend)[0]
     return quantize(dense, mode="dynamic")[0]
@@ -150,7 +150,7 @@ def _int8_model(pct: int, block: int, device: str, sparse: bool, backend: str):
 def dense_int8_build(case: Case, inputs):
     d = case.dims
     if inputs.model:
-        return _no_grad(_int8_model(d["sparsity"], d["block"], case.device, False, "auto"), inputs.z)
+        return _no_grad(_int8_model(d["model"], d["sparsity"], d["block"], case.device, False, "auto"), inputs.z)
     layer = Int8Linear.from_linear(inputs.dense, "leaky_relu", SLOPE)
     return _no_grad(layer, inputs.x)
 
@@ -162,7 +162,7 @@ def sparse_fp32_build(case: Case, inputs):
 def sparse_int8_build(case: Case, inputs, backend: str):
     d = case.dims
     if inputs.model:
-        return _no_grad(_int8_model(d["sparsity"], d["block"], case.device, True, backend), inputs.z)
+        return _no_grad(_int8_model(d["model"], d["sparsity"], d["block"], case.device, True, backend), inputs.z)
     layer = BlockSparseInt8Linear.from_block_sparse(inputs.sparse, backend=backend)
     return _no_grad(layer, inputs.x)
 
