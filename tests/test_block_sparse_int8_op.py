@@ -153,7 +153,9 @@ def test_compile_traces_one_op():
 
 
 # ---------------------------------------------------------------- the C++ CPU kernel's code paths
-CPU_PATHS = {"portable": "portable", "avx512_vnni": "avx512_vnni"}
+# path -> ISA cap; "avx512_vnni_emulated": the VNNI driver (packing, split over threads, block walk,
+# indexing) with scalar register tiles (set_bsr_int8_vnni_emulation), runnable on any CPU.
+CPU_PATHS = {"portable": "portable", "avx512_vnni": "avx512_vnni", "avx512_vnni_emulated": "portable"}
 needs_cpu_ext = pytest.mark.skipif(not _ext.has_kernel("bsr_int8_linear_fwd", "CPU"),
                                    reason=_ext.REASON or "the extension has no CPU bsr_int8_linear kernel")
 
@@ -162,15 +164,22 @@ needs_cpu_ext = pytest.mark.skipif(not _ext.has_kernel("bsr_int8_linear_fwd", "C
 def cpu_path(path):
     if path == "avx512_vnni" and int(_ext.max_isa()) < _ext.Isa.AVX512_VNNI:
         pytest.skip("this CPU has no AVX512-VNNI")
+    emulate = path.endswith("_emulated")
     with _ext.cpu_isa(CPU_PATHS[path]):
-        assert torch.ops.fastgan_ext.bsr_int8_linear_cpu_path() == path
-        yield
+        previous = torch.ops.fastgan_ext.set_bsr_int8_vnni_emulation(emulate)
+        try:
+            assert torch.ops.fastgan_ext.bsr_int8_linear_cpu_path() == path
+            yield
+        finally:
+            torch.ops.fastgan_ext.set_bsr_int8_vnni_emulation(previous)
 
 
 @needs_cpu_ext
 @pytest.mark.parametrize("path", list(CPU_PATHS))
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("m, k, n, block", [(1, 100, 70, 32), (17, 64, 48, (16, 64)), (300, 96, 130, (64, 32))])
+@pytest.mark.parametrize("m, k, n, block", [(1, 100, 70, 32), (17, 64, 48, (16, 64)), (300, 96, 130, (64, 32)),
+                                            (600, 256, 200, 32),   # two threads, split by m-tiles
+                                            (40, 1000, 1030, 32)])  # two threads, split by block rows
 def test_cpu_paths_and_threads(path, threads, m, k, n, block):
     w, ws, bias, dense_q = layer(n, k, block, 0.6, empty_rows=(0,))
     x = torch.randn(m, k)

@@ -12,11 +12,14 @@
 // AVX512-VNNI (bsr_int8_vnni.cpp; also taken on AMX machines, which have VNNI: there is no
 // AMX block-sparse int8 kernel yet) > portable (bsr_int8_portable.cpp).
 //
-// Test-only op, defined here as a fragment of the library: bsr_int8_linear_cpu_path().
+// Test-only ops, defined here as a fragment of the library: bsr_int8_linear_cpu_path(), and
+// set_bsr_int8_vnni_emulation(on): the VNNI path's driver (packing, split, walk, indexing) with
+// scalar tiles, so it is tested on machines without AVX512-VNNI.
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
+#include <atomic>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -31,11 +34,17 @@ namespace cpu {
 namespace int8 {
 namespace {
 
-enum class BsrPath { kPortable, kAvx512Vnni };
+enum class BsrPath { kPortable, kAvx512Vnni, kVnniEmulated };
+
+// Test-only (set_bsr_int8_vnni_emulation): the VNNI path's driver with scalar tiles, on any machine.
+std::atomic<bool> vnni_emulation{false};
 
 BsrPath bsr_path() {
+  if (vnni_emulation.load(std::memory_order_relaxed)) return BsrPath::kVnniEmulated;
   return isa_level() >= kAvx512Vnni && features().avx512_vnni ? BsrPath::kAvx512Vnni : BsrPath::kPortable;
 }
+
+bool set_bsr_int8_vnni_emulation(bool on) { return vnni_emulation.exchange(on); }
 
 const int32_t* index(const at::Tensor& t, const char* op, const char* name, int64_t size) {
   TORCH_CHECK_VALUE(t.dim() == 1 && t.scalar_type() == at::kInt && t.is_contiguous() && t.device().is_cpu(), op,
@@ -106,7 +115,11 @@ void weight_args(BsrGemmArgs& p, const char* op, const at::Tensor& w_packed, con
 }
 
 int64_t run_bsr_gemm(const BsrGemmArgs& p) {
-  return bsr_path() == BsrPath::kAvx512Vnni ? bsr_gemm_vnni(p) : bsr_gemm_portable(p);
+  switch (bsr_path()) {
+    case BsrPath::kAvx512Vnni: return bsr_gemm_vnni(p);
+    case BsrPath::kVnniEmulated: return bsr_gemm_vnni_emulated(p);
+    default: return bsr_gemm_portable(p);
+  }
 }
 
 at::Tensor finish(BsrGemmArgs& p, FloatA* f, std::vector<at::Tensor>& keep, const char* op,
@@ -149,7 +162,13 @@ at::Tensor bsr_int8_linear_dynamic_fwd(const at::Tensor& x, const at::Tensor& w_
                 negative_slope, out_dtype, out_scale);
 }
 
-std::string bsr_int8_linear_cpu_path() { return bsr_path() == BsrPath::kAvx512Vnni ? "avx512_vnni" : "portable"; }
+std::string bsr_int8_linear_cpu_path() {
+  switch (bsr_path()) {
+    case BsrPath::kAvx512Vnni: return "avx512_vnni";
+    case BsrPath::kVnniEmulated: return "avx512_vnni_emulated";
+    default: return "portable";
+  }
+}
 
 }  // namespace
 }  // namespace int8
@@ -158,6 +177,8 @@ std::string bsr_int8_linear_cpu_path() { return bsr_path() == BsrPath::kAvx512Vn
 
 TORCH_LIBRARY_FRAGMENT(fastgan_ext, m) {
   m.def("bsr_int8_linear_cpu_path() -> str", &fastgan::cpu::int8::bsr_int8_linear_cpu_path);  // tests only
+  m.def("set_bsr_int8_vnni_emulation(bool on) -> bool",
+        &fastgan::cpu::int8::set_bsr_int8_vnni_emulation);  // tests only
 }
 
 TORCH_LIBRARY_IMPL(fastgan_ext, CPU, m) {

@@ -21,6 +21,8 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstring>
+#include <vector>
 
 #include "activation.h"
 #include "bsr/split.h"
@@ -65,20 +67,69 @@ const TileFn kTiles[kMR][kNV] = {FASTGAN_I8S_ROW(1), FASTGAN_I8S_ROW(2), FASTGAN
                                  FASTGAN_I8S_ROW(5), FASTGAN_I8S_ROW(6), FASTGAN_I8S_ROW(7), FASTGAN_I8S_ROW(8)};
 #undef FASTGAN_I8S_ROW
 
+// The scalar twin of sparse_tile (test-only: set_bsr_int8_vnni_emulation): the same A micro-panel
+// (u8 x ^ 0x80), B panels and compensation, the portable epilogue. Lets the driver below (packing
+// layout, split, walk, block / column indexing) be tested on machines without AVX512-VNNI.
+template <int R, int V>
+void emulated_tile(const Segments& s, const avx512::TileCtx& t) {
+  int32_t c[R][V * kPanel] = {};
+  for (int64_t j = s.j0; j < s.j1; ++j) {
+    const uint8_t* a = s.a + s.col_idx[j] * s.a_col;
+    const int8_t* b = s.b + j * s.b_block;
+    for (int64_t kg = 0; kg < s.kgb; ++kg)
+      for (int r = 0; r < R; ++r)
+        for (int v = 0; v < V; ++v)
+          for (int col = 0; col < kPanel; ++col)
+            for (int q = 0; q < kGroup; ++q)
+              c[r][v * kPanel + col] += a[kg * kMR * kGroup + r * kGroup + q] *
+                                        b[v * s.pb + kg * kPanel * kGroup + col * kGroup + q];
+  }
+  for (int r = 0; r < t.rows; ++r)
+    for (int col = 0; col < t.cols; ++col)
+      store_portable(*t.e, t.ldo, t.m0 + r, t.n0 + col, c[r][col] - t.comp[col]);
+}
+
+#define FASTGAN_I8S_ROW(r) {&emulated_tile<r, 1>, &emulated_tile<r, 2>}
+const TileFn kEmulatedTiles[kMR][kNV] = {FASTGAN_I8S_ROW(1), FASTGAN_I8S_ROW(2), FASTGAN_I8S_ROW(3),
+                                         FASTGAN_I8S_ROW(4), FASTGAN_I8S_ROW(5), FASTGAN_I8S_ROW(6),
+                                         FASTGAN_I8S_ROW(7), FASTGAN_I8S_ROW(8)};
+#undef FASTGAN_I8S_ROW
+
+// vnni::pack_a in plain C++ (the emulation's packer): the same [M / 8][kgs][8][4] bytes of x ^ 0x80.
+int64_t pack_a_scalar(const GemmArgs& g, int64_t kgs, uint8_t** apack) {
+  const int64_t mpanels = ceil_div(g.M, kMR), apanel = kgs * kMR * kGroup;
+  uint8_t* out = static_cast<uint8_t*>(ThreadScratch::get(std::max<int64_t>(1, mpanels * apanel)));
+  *apack = out;
+  std::vector<int8_t> tmp(static_cast<size_t>(std::max<int64_t>(1, g.K)));
+  std::memset(out, 0, static_cast<size_t>(mpanels * apanel));
+  for (int64_t m = 0; m < g.M; ++m) {
+    int64_t cs;
+    const int8_t* src = a_row(g, m, tmp.data(), &cs);
+    if (src == nullptr) return m;
+    uint8_t* d = out + (m / kMR) * apanel + (m % kMR) * kGroup;
+    for (int64_t k = 0; k < g.K; ++k)
+      d[(k / kGroup) * (kMR * kGroup) + k % kGroup] = static_cast<uint8_t>(src[k * cs]) ^ 0x80u;
+  }
+  return -1;
+}
+
 // Threads for `macs` multiply-adds: VNNI does ~4x the fp32 kernels' work per cycle, so the
 // one-thread bound of bsr/split.h (2^20 FMAs) is scaled by 4.
 int threads_of(double macs) { return bsr::threads_for(macs / 4, at::in_parallel_region() ? 1 : at::get_num_threads()); }
 
 }  // namespace
 
-int64_t bsr_gemm_vnni(const BsrGemmArgs& p) {
+namespace {
+
+int64_t bsr_gemm(const BsrGemmArgs& p, bool emulated) {
   const GemmArgs& g = p.g;
   const BsrWeightView& w = p.w;
   const int64_t kgb = w.bk / kGroup, kgs = w.nbc * kgb;
   const int64_t apanel = kgs * kMR * kGroup, mt = ceil_div(g.M, kMR);
   uint8_t* apack = nullptr;
-  const int64_t bad = vnni::pack_a(g, kgs, &apack);
+  const int64_t bad = emulated ? pack_a_scalar(g, kgs, &apack) : vnni::pack_a(g, kgs, &apack);
   if (bad >= 0) return bad;
+  const TileFn(&tiles)[kMR][kNV] = emulated ? kEmulatedTiles : kTiles;
 
   const int T = threads_of(static_cast<double>(g.M) * w.nnz * w.bn * w.bk);
   const int64_t panels = w.bn / kPanel;
@@ -106,7 +157,7 @@ int64_t bsr_gemm_vnni(const BsrGemmArgs& p) {
           t.cols = static_cast<int>(std::min<int64_t>(np * kPanel, g.N - t.n0));
           t.comp = w.comp + t.n0;
           s.b = w.data + p0 * s.pb;
-          kTiles[t.rows - 1][np - 1](s, t);
+          tiles[t.rows - 1][np - 1](s, t);
         }
       };
       bsr::grouped_walk(shares[sh], kGroupBytes, chunk,
@@ -117,6 +168,11 @@ int64_t bsr_gemm_vnni(const BsrGemmArgs& p) {
   return -1;
 }
 
+}  // namespace
+
+int64_t bsr_gemm_vnni(const BsrGemmArgs& p) { return bsr_gemm(p, false); }
+int64_t bsr_gemm_vnni_emulated(const BsrGemmArgs& p) { return bsr_gemm(p, true); }
+
 }  // namespace int8
 }  // namespace cpu
 }  // namespace fastgan
@@ -124,5 +180,6 @@ int64_t bsr_gemm_vnni(const BsrGemmArgs& p) {
 #else  // not x86-64: dispatch never selects this path
 namespace fastgan { namespace cpu { namespace int8 {
 int64_t bsr_gemm_vnni(const BsrGemmArgs& p) { return bsr_gemm_portable(p); }
+int64_t bsr_gemm_vnni_emulated(const BsrGemmArgs& p) { return bsr_gemm_portable(p); }
 }}}
 #endif

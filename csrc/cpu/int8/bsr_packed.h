@@ -97,6 +97,8 @@ inline void bsr_pack_rows(const int8_t* values, const int32_t* row_ptr, const Bs
 // holding NaN / Inf: then the output is left unspecified.
 int64_t bsr_gemm_portable(const BsrGemmArgs& p);
 int64_t bsr_gemm_vnni(const BsrGemmArgs& p);
+// The VNNI path's driver with a scalar register tile and packer (tests on machines without VNNI).
+int64_t bsr_gemm_vnni_emulated(const BsrGemmArgs& p);
 
 }  // namespace int8
 }  // namespace cpu
