@@ -18,10 +18,8 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .. import activations, backends
 from ..ops import _validate, bsr
 from ..ops import block_sparse_int8_linear as bsi
-from ..ops import int8_linear as q8
 from .block_sparse_linear import BlockSparseLinear
 from .int8_linear import Int8Linear
 
@@ -36,33 +34,19 @@ class BlockSparseInt8Linear(nn.Module):
                  out_dtype: torch.dtype = torch.float32, backend: str = "auto", device=None,
                  check_finite: bool = True):
         super().__init__()
-        q8.check_in_features(in_features, type(self).__name__)
-        act = activations.check_activation(activation, negative_slope)
-        if input_quant not in ("dynamic", "static"):
-            raise ValueError(f"input_quant must be 'dynamic' or 'static', got {input_quant!r}")
-        if out_dtype not in q8.FLOAT_OUT:
-            raise TypeError(f"out_dtype must be one of {q8.FLOAT_OUT} (int8 output: set output_scale), got {out_dtype}")
-        self.in_features, self.out_features = in_features, out_features
+        self._init_int8(in_features, out_features, activation, negative_slope, input_quant, out_dtype, backend,
+                        check_finite)
         self.block = bsr.check_block(block)
-        self.activation, self.negative_slope = activations.name(act), float(negative_slope)
-        self.input_quant, self.out_dtype = input_quant, out_dtype
-        self.backend = backends.check_backend(backend)
-        self.check_finite = bool(check_finite)
         nbr, _ = bsr.grid((out_features, in_features), self.block)
-        f32 = {"device": device, "dtype": torch.float32}
         # No kept block until a weight is set (from_block_sparse, load_state_dict): y = act(bias).
         self.register_buffer("values", torch.zeros(0, *self.block, dtype=torch.int8, device=device))
         self.register_buffer("row_ptr", torch.zeros(nbr + 1, dtype=torch.int32, device=device))
         self.register_buffer("col_idx", torch.zeros(0, dtype=torch.int32, device=device))
-        self.register_buffer("weight_scale", torch.ones(out_features, **f32))
-        self.register_buffer("bias", torch.zeros(out_features, **f32) if bias else None)
-        self.register_buffer("input_scale", torch.full((1,), float("nan"), **f32))
-        self.register_buffer("output_scale", torch.full((1,), float("nan"), **f32))
-        self.register_buffer("weight_packed", None, persistent=False)
-        self._repack()
-        self._derive_flags()
+        self._init_scales(bias, device)
 
-    # The scale handling is Int8Linear's (same buffers, same rules).
+    # The settings and the scale handling are Int8Linear's (same buffers, same rules).
+    _init_int8 = Int8Linear._init_int8
+    _init_scales = Int8Linear._init_scales
     set_scales = Int8Linear.set_scales
     _derive_flags = Int8Linear._derive_flags
     _output_args = Int8Linear._output_args

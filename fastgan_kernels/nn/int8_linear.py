@@ -32,7 +32,15 @@ class Int8Linear(nn.Module):
                  negative_slope: float = 0.2, input_quant: str = "dynamic", out_dtype: torch.dtype = torch.float32,
                  backend: str = "auto", device=None, check_finite: bool = True):
         super().__init__()
-        q8.check_in_features(in_features, "Int8Linear")
+        self._init_int8(in_features, out_features, activation, negative_slope, input_quant, out_dtype, backend,
+                        check_finite)
+        self.register_buffer("weight_int8", torch.zeros(out_features, in_features, dtype=torch.int8, device=device))
+        self._init_scales(bias, device)
+
+    def _init_int8(self, in_features, out_features, activation, negative_slope, input_quant, out_dtype, backend,
+                   check_finite) -> None:
+        """The checked settings of an int8 layer (shared with BlockSparseInt8Linear)."""
+        q8.check_in_features(in_features, type(self).__name__)
         act = activations.check_activation(activation, negative_slope)
         if input_quant not in ("dynamic", "static"):
             raise ValueError(f"input_quant must be 'dynamic' or 'static', got {input_quant!r}")
@@ -43,10 +51,12 @@ class Int8Linear(nn.Module):
         self.input_quant, self.out_dtype = input_quant, out_dtype
         self.backend = backends.check_backend(backend)
         self.check_finite = bool(check_finite)
+
+    def _init_scales(self, bias: bool, device) -> None:
+        """The scale and bias buffers (after the weight's), the packed weight and the flags."""
         f32 = {"device": device, "dtype": torch.float32}
-        self.register_buffer("weight_int8", torch.zeros(out_features, in_features, dtype=torch.int8, device=device))
-        self.register_buffer("weight_scale", torch.ones(out_features, **f32))
-        self.register_buffer("bias", torch.zeros(out_features, **f32) if bias else None)
+        self.register_buffer("weight_scale", torch.ones(self.out_features, **f32))
+        self.register_buffer("bias", torch.zeros(self.out_features, **f32) if bias else None)
         self.register_buffer("input_scale", torch.full((1,), float("nan"), **f32))
         self.register_buffer("output_scale", torch.full((1,), float("nan"), **f32))
         self.register_buffer("weight_packed", None, persistent=False)
