@@ -118,3 +118,14 @@ def test_convert_generator_file_round_trip(tmp_path):
     loaded, meta = build_generator(path)
     z = torch.randn(5, 16)
     assert torch.equal(loaded.net(z), out.net(z))
+
+
+def test_static_chain_mixes_dense_and_sparse_int8_layers():
+    pruned, _ = fk.prune(mlp(), 0.75, block=(16, 16), skip=["2"])  # the middle layer stays a dense Linear
+    batches = calib()
+    qmodel, report = fk.quantize(pruned, calibration=batches, mode="static")
+    kinds = [type(m) for m in qmodel if isinstance(m, (BlockSparseInt8Linear, Int8Linear))]
+    assert kinds == [BlockSparseInt8Linear, Int8Linear, BlockSparseInt8Linear]
+    assert qmodel[0].int8_output and qmodel[2].int8_output and not qmodel[4].int8_output  # int8 all along
+    with torch.no_grad():
+        assert fk.metrics.sqnr(pruned(batches[0]), qmodel(batches[0])) > 25
