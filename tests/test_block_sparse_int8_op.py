@@ -155,7 +155,8 @@ def test_compile_traces_one_op():
 # ---------------------------------------------------------------- the C++ CPU kernel's code paths
 # path -> ISA cap; "avx512_vnni_emulated": the VNNI driver (packing, split over threads, block walk,
 # indexing) with scalar register tiles (set_bsr_int8_vnni_emulation), runnable on any CPU.
-CPU_PATHS = {"portable": "portable", "avx512_vnni": "avx512_vnni", "avx512_vnni_emulated": "portable"}
+CPU_PATHS = {"portable": "portable", "avx2": "avx2", "avx512_vnni": "avx512_vnni",
+             "avx512_vnni_emulated": "portable"}
 needs_cpu_ext = pytest.mark.skipif(not _ext.has_kernel("bsr_int8_linear_fwd", "CPU"),
                                    reason=_ext.REASON or "the extension has no CPU bsr_int8_linear kernel")
 
@@ -164,6 +165,8 @@ needs_cpu_ext = pytest.mark.skipif(not _ext.has_kernel("bsr_int8_linear_fwd", "C
 def cpu_path(path):
     if path == "avx512_vnni" and int(_ext.max_isa()) < _ext.Isa.AVX512_VNNI:
         pytest.skip("this CPU has no AVX512-VNNI")
+    if path == "avx2" and int(_ext.max_isa()) < _ext.Isa.AVX2:
+        pytest.skip("this CPU has no AVX2")
     emulate = path.endswith("_emulated")
     with _ext.cpu_isa(CPU_PATHS[path]):
         previous = torch.ops.fastgan_ext.set_bsr_int8_vnni_emulation(emulate)

@@ -10,7 +10,8 @@
 //
 // Paths, best first (isa_level(), lowered by the test cap fastgan_ext::set_cpu_isa):
 // AVX512-VNNI (bsr_int8_vnni.cpp; also taken on AMX machines, which have VNNI: there is no
-// AMX block-sparse int8 kernel yet) > portable (bsr_int8_portable.cpp).
+// AMX block-sparse int8 kernel yet) > AVX2 (the same driver with vpmaddubsw tiles, for CPUs
+// without AVX-512) > portable (bsr_int8_portable.cpp).
 //
 // Test-only ops, defined here as a fragment of the library: bsr_int8_linear_cpu_path(), and
 // set_bsr_int8_vnni_emulation(on): the VNNI path's driver (packing, split, walk, indexing) with
@@ -34,14 +35,15 @@ namespace cpu {
 namespace int8 {
 namespace {
 
-enum class BsrPath { kPortable, kAvx512Vnni, kVnniEmulated };
+enum class BsrPath { kPortable, kAvx2, kAvx512Vnni, kVnniEmulated };
 
 // Test-only (set_bsr_int8_vnni_emulation): the VNNI path's driver with scalar tiles, on any machine.
 std::atomic<bool> vnni_emulation{false};
 
 BsrPath bsr_path() {
   if (vnni_emulation.load(std::memory_order_relaxed)) return BsrPath::kVnniEmulated;
-  return isa_level() >= kAvx512Vnni && features().avx512_vnni ? BsrPath::kAvx512Vnni : BsrPath::kPortable;
+  if (isa_level() >= kAvx512Vnni && features().avx512_vnni) return BsrPath::kAvx512Vnni;
+  return isa_level() >= kAvx2 ? BsrPath::kAvx2 : BsrPath::kPortable;
 }
 
 bool set_bsr_int8_vnni_emulation(bool on) { return vnni_emulation.exchange(on); }
@@ -118,6 +120,7 @@ int64_t run_bsr_gemm(const BsrGemmArgs& p) {
   switch (bsr_path()) {
     case BsrPath::kAvx512Vnni: return bsr_gemm_vnni(p);
     case BsrPath::kVnniEmulated: return bsr_gemm_vnni_emulated(p);
+    case BsrPath::kAvx2: return bsr_gemm_avx2(p);
     default: return bsr_gemm_portable(p);
   }
 }
@@ -166,6 +169,7 @@ std::string bsr_int8_linear_cpu_path() {
   switch (bsr_path()) {
     case BsrPath::kAvx512Vnni: return "avx512_vnni";
     case BsrPath::kVnniEmulated: return "avx512_vnni_emulated";
+    case BsrPath::kAvx2: return "avx2";
     default: return "portable";
   }
 }

@@ -95,6 +95,51 @@ const TileFn kEmulatedTiles[kMR][kNV] = {FASTGAN_I8S_ROW(1), FASTGAN_I8S_ROW(2),
                                          FASTGAN_I8S_ROW(7), FASTGAN_I8S_ROW(8)};
 #undef FASTGAN_I8S_ROW
 
+// The AVX2 register tile (machines without AVX-512, e.g. AVX2-only EPYCs): no vpdpbusd, so
+// each k group is vpmaddubsw(|x|, sign(x) * w) (two products per int16: |x|, |w| <= 128 / 127,
+// so the pairs stay below 2^15 and never saturate) then vpmaddwd with ones (four per int32),
+// on the signed x (the A panel's u8 flipped back), hence no compensation. Two rows at a time:
+// 4 V accumulators + 2 V B registers + 3 temporaries fit the 16 ymm. The epilogue is scalar
+// (store_portable): the int32 tile is stored first.
+template <int V>
+static __attribute__((target("avx2"))) void avx2_tile(const Segments& s, const avx512::TileCtx& t) {
+  constexpr int kRows = 2, kQ = 2 * V;  // ymm of 8 int32 per row: 2 per 16-column panel
+  alignas(32) int32_t out[kMR][V * kPanel];
+  const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80)), ones = _mm256_set1_epi16(1);
+  for (int r0 = 0; r0 < t.rows; r0 += kRows) {  // rows past t.rows are the panel's zero padding
+    __m256i c[kRows][kQ];
+    for (int r = 0; r < kRows; ++r)
+      for (int q = 0; q < kQ; ++q) c[r][q] = _mm256_setzero_si256();
+    for (int64_t j = s.j0; j < s.j1; ++j) {
+      const uint8_t* a = s.a + s.col_idx[j] * s.a_col + r0 * kGroup;
+      const int8_t* b = s.b + j * s.b_block;
+      for (int64_t kg = 0; kg < s.kgb; ++kg, a += kMR * kGroup, b += kPanel * kGroup) {
+        __m256i bv[kQ];
+        for (int v = 0; v < V; ++v) {
+          bv[2 * v] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + v * s.pb));
+          bv[2 * v + 1] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + v * s.pb + 32));
+        }
+        for (int r = 0; r < kRows; ++r) {
+          const __m256i x = _mm256_xor_si256(_mm256_set1_epi32(*reinterpret_cast<const vnni::i32_alias*>(a + r * kGroup)), flip);
+          const __m256i ax = _mm256_abs_epi8(x);
+          for (int q = 0; q < kQ; ++q)
+            c[r][q] = _mm256_add_epi32(c[r][q],
+                                       _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(bv[q], x)), ones));
+        }
+      }
+    }
+    for (int r = 0; r < kRows && r0 + r < kMR; ++r)
+      for (int q = 0; q < kQ; ++q) _mm256_store_si256(reinterpret_cast<__m256i*>(&out[r0 + r][8 * q]), c[r][q]);
+  }
+  for (int r = 0; r < t.rows; ++r)
+    for (int col = 0; col < t.cols; ++col) store_portable(*t.e, t.ldo, t.m0 + r, t.n0 + col, out[r][col]);
+}
+
+#define FASTGAN_I8S_ROW(r) {&avx2_tile<1>, &avx2_tile<2>}
+const TileFn kAvx2Tiles[kMR][kNV] = {FASTGAN_I8S_ROW(1), FASTGAN_I8S_ROW(2), FASTGAN_I8S_ROW(3), FASTGAN_I8S_ROW(4),
+                                     FASTGAN_I8S_ROW(5), FASTGAN_I8S_ROW(6), FASTGAN_I8S_ROW(7), FASTGAN_I8S_ROW(8)};
+#undef FASTGAN_I8S_ROW
+
 // vnni::pack_a in plain C++ (the emulation's packer): the same [M / 8][kgs][8][4] bytes of x ^ 0x80.
 int64_t pack_a_scalar(const GemmArgs& g, int64_t kgs, uint8_t** apack) {
   const int64_t mpanels = ceil_div(g.M, kMR), apanel = kgs * kMR * kGroup;
@@ -121,7 +166,10 @@ int threads_of(double macs) { return bsr::threads_for(macs / 4, at::in_parallel_
 
 namespace {
 
-int64_t bsr_gemm(const BsrGemmArgs& p, bool emulated) {
+enum class Tiles { kVnni, kEmulated, kAvx2 };
+
+int64_t bsr_gemm(const BsrGemmArgs& p, Tiles kind) {
+  const bool emulated = kind != Tiles::kVnni;  // the scalar packer (no AVX-512 there)
   const GemmArgs& g = p.g;
   const BsrWeightView& w = p.w;
   const int64_t kgb = w.bk / kGroup, kgs = w.nbc * kgb;
@@ -129,7 +177,7 @@ int64_t bsr_gemm(const BsrGemmArgs& p, bool emulated) {
   uint8_t* apack = nullptr;
   const int64_t bad = emulated ? pack_a_scalar(g, kgs, &apack) : vnni::pack_a(g, kgs, &apack);
   if (bad >= 0) return bad;
-  const TileFn(&tiles)[kMR][kNV] = emulated ? kEmulatedTiles : kTiles;
+  const TileFn(&tiles)[kMR][kNV] = kind == Tiles::kVnni ? kTiles : kind == Tiles::kAvx2 ? kAvx2Tiles : kEmulatedTiles;
 
   const int T = threads_of(static_cast<double>(g.M) * w.nnz * w.bn * w.bk);
   const int64_t panels = w.bn / kPanel;
@@ -170,8 +218,9 @@ int64_t bsr_gemm(const BsrGemmArgs& p, bool emulated) {
 
 }  // namespace
 
-int64_t bsr_gemm_vnni(const BsrGemmArgs& p) { return bsr_gemm(p, false); }
-int64_t bsr_gemm_vnni_emulated(const BsrGemmArgs& p) { return bsr_gemm(p, true); }
+int64_t bsr_gemm_vnni(const BsrGemmArgs& p) { return bsr_gemm(p, Tiles::kVnni); }
+int64_t bsr_gemm_vnni_emulated(const BsrGemmArgs& p) { return bsr_gemm(p, Tiles::kEmulated); }
+int64_t bsr_gemm_avx2(const BsrGemmArgs& p) { return bsr_gemm(p, Tiles::kAvx2); }
 
 }  // namespace int8
 }  // namespace cpu
@@ -181,5 +230,6 @@ int64_t bsr_gemm_vnni_emulated(const BsrGemmArgs& p) { return bsr_gemm(p, true);
 namespace fastgan { namespace cpu { namespace int8 {
 int64_t bsr_gemm_vnni(const BsrGemmArgs& p) { return bsr_gemm_portable(p); }
 int64_t bsr_gemm_vnni_emulated(const BsrGemmArgs& p) { return bsr_gemm_portable(p); }
+int64_t bsr_gemm_avx2(const BsrGemmArgs& p) { return bsr_gemm_portable(p); }
 }}}
 #endif

@@ -99,6 +99,8 @@ int64_t bsr_gemm_portable(const BsrGemmArgs& p);
 int64_t bsr_gemm_vnni(const BsrGemmArgs& p);
 // The VNNI path's driver with a scalar register tile and packer (tests on machines without VNNI).
 int64_t bsr_gemm_vnni_emulated(const BsrGemmArgs& p);
+// The same driver with AVX2 tiles (vpmaddubsw / vpmaddwd), for machines without AVX-512.
+int64_t bsr_gemm_avx2(const BsrGemmArgs& p);
 
 }  // namespace int8
 }  // namespace cpu
