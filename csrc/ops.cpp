@@ -103,6 +103,22 @@ TORCH_LIBRARY(fastgan_ext, m) {
   // Bit for bit quantize_per_token + int8_linear_fwd; CPU only (GPU backends compose the two).
   m.def("int8_linear_dynamic_fwd(Tensor x, Tensor w_packed, Tensor w_scale, Tensor? bias, int out_features, "
         "int activation, float negative_slope, ScalarType out_dtype, Tensor? out_scale) -> Tensor");
+
+  // --- block-sparse int8 linear: int8_linear with W [N, K] int8 in BSR blocks -------------------
+  // values [nnz_blocks, bn, bk] int8 (per-output-channel w_scale [N]), row_ptr / col_idx int32 as for
+  // bsr_linear_fwd (fastgan_kernels/ops/bsr.py). The device's packed layout, made once per layer
+  // (CPU: each kept block as 16-column VNNI panels, plus the u8 compensation sums per row).
+  m.def("bsr_int8_pack_weight(Tensor values, Tensor row_ptr, Tensor col_idx, int out_features, "
+        "int in_features) -> Tensor");
+  // int8_linear_fwd's contract (x_scale [M] or [1], epilogue, out_dtype incl. int8 / int32) with only
+  // the kept blocks read; a block row with no kept block gives act(bias).
+  m.def("bsr_int8_linear_fwd(Tensor xq, Tensor x_scale, Tensor w_packed, Tensor row_ptr, Tensor col_idx, "
+        "Tensor w_scale, Tensor? bias, int out_features, int activation, float negative_slope, "
+        "ScalarType out_dtype, Tensor? out_scale) -> Tensor");
+  // The same on a float x quantised per token while the GEMM packs it (as int8_linear_dynamic_fwd).
+  m.def("bsr_int8_linear_dynamic_fwd(Tensor x, Tensor w_packed, Tensor row_ptr, Tensor col_idx, "
+        "Tensor w_scale, Tensor? bias, int out_features, int activation, float negative_slope, "
+        "ScalarType out_dtype, Tensor? out_scale) -> Tensor");
 }
 
 // `import fastgan_kernels._C` loads the library above; the module itself is empty.

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from fastgan_kernels.cli import main
-from fastgan_kernels.nn import BlockSparseLinear, Int8Linear
+from fastgan_kernels.nn import BlockSparseInt8Linear, BlockSparseLinear
 from fastgan_kernels.train import build_generator, load_checkpoint
 from fastgan_kernels.train.config import TrainConfig
 
@@ -44,9 +44,10 @@ def test_convert_prune_and_int8_then_generate(trained, tmp_path, capsys):
     assert main(["convert", "--checkpoint", str(trained / "last.pt"), "--prune", "0.5", "--quantize", "int8",
                  "--out", str(small)]) == 0
     text = capsys.readouterr().out
-    assert "SQNR" in text and "PSNR" in text
-    g, meta = build_generator(str(small))
-    assert sum(isinstance(m, Int8Linear) for m in g.modules()) == 3 and meta["compression"]["prune"]["sparsity"] > 0.4
+    assert "SQNR" in text and "PSNR" in text and "vs the pruned float generator" in text
+    g, meta = build_generator(str(small))  # the pruned layers stay sparse in int8
+    assert sum(isinstance(m, BlockSparseInt8Linear) for m in g.modules()) == 3
+    assert meta["compression"]["prune"]["sparsity"] > 0.4
     assert main(["generate", "--checkpoint", str(small), "--n", "9", "--out", str(tmp_path / "g.png")]) == 0
     assert Image.open(tmp_path / "g.png").size == (3 * 33 + 1, 3 * 33 + 1)
 

@@ -30,6 +30,7 @@
 #include "activation.h"
 #include "cpu_features.h"
 #include "gemm/gemm.h"
+#include "int8/aten_args.h"
 #include "int8/int8.h"
 #include "int8/packed_weight.h"
 #include "parallel.h"
@@ -160,34 +161,14 @@ at::Tensor small_vector(const at::Tensor& t, int64_t n, const char* op, const ch
   return t.reshape({n}).contiguous();
 }
 
-// Everything of an int8 linear but A and x_scale: the packed weight, w_scale, bias, the
-// activation and the output (allocated here, [M, N] of out_dtype). `keep` holds the small
-// tensors the kernel reads through g.e.
-at::Tensor layer_args(GemmArgs& g, std::vector<at::Tensor>& keep, const char* op, const at::TensorOptions& opts,
-                      const at::Tensor& w_packed, const at::Tensor& w_scale, const std::optional<at::Tensor>& bias,
-                      int64_t activation, double negative_slope, at::ScalarType out_dtype,
-                      const std::optional<at::Tensor>& out_scale) {
+}  // namespace
+
+at::Tensor epilogue_args(GemmArgs& g, std::vector<at::Tensor>& keep, const char* op, const at::TensorOptions& opts,
+                         const at::Tensor& w_scale, const std::optional<at::Tensor>& bias, int64_t activation,
+                         double negative_slope, at::ScalarType out_dtype, const std::optional<at::Tensor>& out_scale) {
   TORCH_CHECK_VALUE(activation >= 0 && activation < kNumActivations, op, " (cpu): activation code must be in 0..",
                     kNumActivations - 1);
-  const int64_t N = g.N, K = g.K;
-  TORCH_CHECK_VALUE(w_packed.device().is_cpu() && w_packed.dim() == 1 && w_packed.is_contiguous() &&
-                        (w_packed.scalar_type() == at::kByte || w_packed.scalar_type() == at::kChar),
-                    op, " (cpu): w_packed must be the 1-D uint8 blob of int8_pack_weight, got ",
-                    w_packed.scalar_type(), " ", w_packed.sizes());
-  const uint8_t* blob = static_cast<const uint8_t*>(w_packed.data_ptr());
-  PackedHeader h{};
-  const char* why = check_packed(blob, w_packed.numel(), N, K, &h);
-  if (*why) {
-    PackedHeader seen{};
-    if (w_packed.numel() >= 64) std::memcpy(&seen, blob, sizeof(seen));
-    TORCH_CHECK_VALUE(false, op, " (cpu): w_packed does not match the layer: ", why, " (expected a weight [", N, ", ",
-                      K, "]",
-                      seen.magic == kPackedMagic ? ", the blob says [" + std::to_string(seen.n) + ", " +
-                                                       std::to_string(seen.k) + "]"
-                                                 : std::string(),
-                      "); repack it with int8_pack_weight");
-  }
-  g.w = packed_view(blob, h);
+  const int64_t N = g.N;
   Epilogue& e = g.e;
   switch (out_dtype) {
     case at::kFloat: e.kind = OutKind::kF32; break;
@@ -214,6 +195,75 @@ at::Tensor layer_args(GemmArgs& g, std::vector<at::Tensor>& keep, const char* op
   return y;
 }
 
+void set_int8_a(GemmArgs& g, const at::Tensor& xq, const at::Tensor& x_scale, std::vector<at::Tensor>& keep,
+                const char* op) {
+  check_2d(xq, op, "xq");
+  TORCH_CHECK_TYPE(xq.scalar_type() == at::kChar, op, " (cpu): xq must be int8, got ", xq.scalar_type());
+  g.M = xq.size(0), g.K = xq.size(1);
+  g.x = xq.data_ptr<int8_t>(), g.rs = xq.stride(0), g.cs = xq.stride(1);
+  TORCH_CHECK_VALUE(x_scale.numel() == g.M || x_scale.numel() == 1, op, " (cpu): x_scale must have M or 1 elements");
+  keep.push_back(small_vector(x_scale, x_scale.numel(), op, "x_scale"));
+  g.e.x_scale = keep.back().data_ptr<float>();
+  g.e.per_row_scale = keep.back().numel() == g.M;
+}
+
+void set_float_a(GemmArgs& g, FloatA& f, const at::Tensor& x, const char* op) {
+  check_2d(x, op, "x");
+  f.x = x.data_ptr(), f.rs = x.stride(0), f.cs = x.stride(1);
+  f.dt = in_type(x, op);
+  f.quantize_rows = quantizer();
+  g.M = x.size(0), g.K = x.size(1);
+  g.fx = &f;
+}
+
+void run(GemmArgs& g, FloatA* f, const std::function<int64_t(const GemmArgs&)>& gemm, const char* op) {
+  if (g.M == 0) return;
+  if (f == nullptr) {
+    if (g.N > 0) gemm(g);
+    return;
+  }
+  // The per-token scales live for this call only: the calling thread's scratch.
+  f->scale = static_cast<float*>(ThreadScratch::get(g.M * int64_t{sizeof(float)}, ThreadScratch::kScales));
+  g.e.x_scale = f->scale;
+  g.e.per_row_scale = true;
+  int64_t bad = -1;
+  if (g.N > 0) {
+    bad = gemm(g);
+  } else {  // no GEMM, but NaN / Inf still raise, as in quantize_per_token
+    std::vector<int8_t> q(static_cast<size_t>(g.M * g.K));
+    QuantArgs a;
+    a.M = g.M, a.K = g.K, a.x = f->x, a.rs = f->rs, a.cs = f->cs, a.dt = f->dt;
+    a.q = q.data(), a.scale = f->scale;
+    quantize(a, op);
+  }
+  if (bad >= 0) raise_non_finite(op, bad);
+}
+
+namespace {
+
+// The packed dense weight into g.w (its header checked against [g.N, g.K]).
+void weight_args(GemmArgs& g, const char* op, const at::Tensor& w_packed) {
+  const int64_t N = g.N, K = g.K;
+  TORCH_CHECK_VALUE(w_packed.device().is_cpu() && w_packed.dim() == 1 && w_packed.is_contiguous() &&
+                        (w_packed.scalar_type() == at::kByte || w_packed.scalar_type() == at::kChar),
+                    op, " (cpu): w_packed must be the 1-D uint8 blob of int8_pack_weight, got ",
+                    w_packed.scalar_type(), " ", w_packed.sizes());
+  const uint8_t* blob = static_cast<const uint8_t*>(w_packed.data_ptr());
+  PackedHeader h{};
+  const char* why = check_packed(blob, w_packed.numel(), N, K, &h);
+  if (*why) {
+    PackedHeader seen{};
+    if (w_packed.numel() >= 64) std::memcpy(&seen, blob, sizeof(seen));
+    TORCH_CHECK_VALUE(false, op, " (cpu): w_packed does not match the layer: ", why, " (expected a weight [", N, ", ",
+                      K, "]",
+                      seen.magic == kPackedMagic ? ", the blob says [" + std::to_string(seen.n) + ", " +
+                                                       std::to_string(seen.k) + "]"
+                                                 : std::string(),
+                      "); repack it with int8_pack_weight");
+  }
+  g.w = packed_view(blob, h);
+}
+
 int64_t run_gemm(const GemmArgs& g) {
   switch (select_path()) {
     case Path::kAmxEmulated: return gemm_amx_emulated(g);
@@ -228,20 +278,14 @@ at::Tensor int8_linear_fwd(const at::Tensor& xq, const at::Tensor& x_scale, cons
                            int64_t activation, double negative_slope, at::ScalarType out_dtype,
                            const std::optional<at::Tensor>& out_scale) {
   const char* op = "int8_linear_fwd";
-  check_2d(xq, op, "xq");
-  TORCH_CHECK_TYPE(xq.scalar_type() == at::kChar, "int8_linear_fwd (cpu): xq must be int8, got ", xq.scalar_type());
   GemmArgs g;
-  g.M = xq.size(0), g.N = out_features, g.K = xq.size(1);
-  g.x = xq.data_ptr<int8_t>(), g.rs = xq.stride(0), g.cs = xq.stride(1);
   std::vector<at::Tensor> keep;
-  at::Tensor y = layer_args(g, keep, op, xq.options(), w_packed, w_scale, bias, activation, negative_slope, out_dtype,
-                            out_scale);
-  TORCH_CHECK_VALUE(x_scale.numel() == g.M || x_scale.numel() == 1,
-                    "int8_linear_fwd (cpu): x_scale must have M or 1 elements");
-  const at::Tensor xs = small_vector(x_scale, x_scale.numel(), op, "x_scale");
-  g.e.x_scale = xs.data_ptr<float>();
-  g.e.per_row_scale = xs.numel() == g.M;
-  if (g.M > 0 && g.N > 0) run_gemm(g);
+  set_int8_a(g, xq, x_scale, keep, op);
+  g.N = out_features;
+  weight_args(g, op, w_packed);
+  at::Tensor y =
+      epilogue_args(g, keep, op, xq.options(), w_scale, bias, activation, negative_slope, out_dtype, out_scale);
+  run(g, nullptr, &run_gemm, op);
   return y;
 }
 
@@ -250,33 +294,15 @@ at::Tensor int8_linear_dynamic_fwd(const at::Tensor& x, const at::Tensor& w_pack
                                    double negative_slope, at::ScalarType out_dtype,
                                    const std::optional<at::Tensor>& out_scale) {
   const char* op = "int8_linear_dynamic_fwd";
-  check_2d(x, op, "x");
-  FloatA f;
-  f.x = x.data_ptr(), f.rs = x.stride(0), f.cs = x.stride(1);
-  f.dt = in_type(x, op);
-  f.quantize_rows = quantizer();
   GemmArgs g;
-  g.M = x.size(0), g.N = out_features, g.K = x.size(1);
-  g.fx = &f;
+  FloatA f;
+  set_float_a(g, f, x, op);
+  g.N = out_features;
+  weight_args(g, op, w_packed);
   std::vector<at::Tensor> keep;
-  at::Tensor y = layer_args(g, keep, op, x.options(), w_packed, w_scale, bias, activation, negative_slope, out_dtype,
-                            out_scale);
-  if (g.M == 0) return y;
-  // The per-token scales live for this call only: the calling thread's scratch.
-  f.scale = static_cast<float*>(ThreadScratch::get(g.M * int64_t{sizeof(float)}, ThreadScratch::kScales));
-  g.e.x_scale = f.scale;
-  g.e.per_row_scale = true;
-  int64_t bad = -1;
-  if (g.N > 0) {
-    bad = run_gemm(g);
-  } else {  // no GEMM, but NaN / Inf still raise, as in quantize_per_token
-    at::Tensor q = at::empty({g.M, g.K}, x.options().dtype(at::kChar));
-    QuantArgs a;
-    a.M = g.M, a.K = g.K, a.x = f.x, a.rs = f.rs, a.cs = f.cs, a.dt = f.dt;
-    a.q = q.data_ptr<int8_t>(), a.scale = f.scale;
-    quantize(a, op);
-  }
-  if (bad >= 0) raise_non_finite(op, bad);
+  at::Tensor y =
+      epilogue_args(g, keep, op, x.options(), w_scale, bias, activation, negative_slope, out_dtype, out_scale);
+  run(g, &f, &run_gemm, op);
   return y;
 }
 

@@ -85,9 +85,7 @@ int64_t quantize_rows_portable(const QuantArgs& a, int64_t m0, int64_t m1) {
   return -1;
 }
 
-namespace {
-
-FASTGAN_NO_CONTRACT void store_out(const Epilogue& e, int64_t N, int64_t m, int64_t n, int32_t acc) {
+FASTGAN_NO_CONTRACT void store_portable(const Epilogue& e, int64_t N, int64_t m, int64_t n, int32_t acc) {
   const int64_t i = m * N + n;
   if (e.kind == OutKind::kI32) {
     static_cast<int32_t*>(e.out)[i] = acc;
@@ -104,8 +102,6 @@ FASTGAN_NO_CONTRACT void store_out(const Epilogue& e, int64_t N, int64_t m, int6
     default: static_cast<int8_t*>(e.out)[i] = round_clamp(y / e.out_scale); break;
   }
 }
-
-}  // namespace
 
 int64_t gemm_portable(const GemmArgs& g) {
   const int64_t kgs = ceil_div(g.K, kGroup), pb = g.w.panel_bytes();
@@ -131,7 +127,7 @@ int64_t gemm_portable(const GemmArgs& g) {
             acc[j] += ak[0] * b[4 * j] + ak[1] * b[4 * j + 1] + ak[2] * b[4 * j + 2] + ak[3] * b[4 * j + 3];
         }
         const int cols = static_cast<int>(std::min<int64_t>(kPanel, g.N - p * kPanel));
-        for (int j = 0; j < cols; ++j) store_out(g.e, g.N, m, p * kPanel + j, acc[j]);
+        for (int j = 0; j < cols; ++j) store_portable(g.e, g.N, m, p * kPanel + j, acc[j]);
       }
     }
   });

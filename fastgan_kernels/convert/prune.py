@@ -22,6 +22,12 @@ from .report import Table
 #      5%..75% in 5% steps, 2-core AMD EPYC / AVX512-VNNI path): 0.16 (per shape 0.08..0.28); the default
 #      sweep in docs/benchmarks.md (2 shapes, 10% steps) gave 0.12. "cuda": not measured yet.
 BREAK_EVEN_SPARSITY: dict[str, float] = {"cpu": 0.16}
+# The same for int8 (BlockSparseInt8Linear vs the dense Int8Linear, block 32): quantize() keeps a pruned
+# layer sparse from this sparsity up, dense int8 below. NOT MEASURED yet on a VNNI machine (the session
+# that wrote the kernel had an AVX2-only CPU): an estimate, above the fp32 0.16 because the dense int8
+# kernel runs its 48-column tiles near the VNNI peak while the sparse one walks 32-column tiles block by
+# block. To measure: time `fastgan-kernels bench --op block_sparse_int8` style layers at 10-50% sparsity.
+INT8_BREAK_EVEN_SPARSITY: dict[str, float] = {"cpu": 0.3}
 
 Skip = Union[Iterable[str], Callable[[str, nn.Linear], bool]]
 

@@ -33,9 +33,17 @@ class Int8Linear(nn.Module):
                  out_dtype: torch.dtype = torch.float32, backend: str = "auto", device=None,
                  check_finite: bool = True, *, alpha: Optional[float] = None):
         super().__init__()
-        q8.check_in_features(in_features, "Int8Linear")
         # negative_slope holds the activation's parameter: LeakyReLU's slope or ELU's alpha
         negative_slope = activations.resolve_param(activation, negative_slope, alpha)
+        self._init_int8(in_features, out_features, activation, negative_slope, input_quant, out_dtype, backend,
+                        check_finite)
+        self.register_buffer("weight_int8", torch.zeros(out_features, in_features, dtype=torch.int8, device=device))
+        self._init_scales(bias, device)
+
+    def _init_int8(self, in_features, out_features, activation, negative_slope, input_quant, out_dtype, backend,
+                   check_finite) -> None:
+        """The checked settings of an int8 layer (shared with BlockSparseInt8Linear)."""
+        q8.check_in_features(in_features, type(self).__name__)
         act = activations.check_activation(activation, negative_slope)
         if input_quant not in ("dynamic", "static"):
             raise ValueError(f"input_quant must be 'dynamic' or 'static', got {input_quant!r}")
@@ -46,10 +54,12 @@ class Int8Linear(nn.Module):
         self.input_quant, self.out_dtype = input_quant, out_dtype
         self.backend = backends.check_backend(backend)
         self.check_finite = bool(check_finite)
+
+    def _init_scales(self, bias: bool, device) -> None:
+        """The scale and bias buffers (after the weight's), the packed weight and the flags."""
         f32 = {"device": device, "dtype": torch.float32}
-        self.register_buffer("weight_int8", torch.zeros(out_features, in_features, dtype=torch.int8, device=device))
-        self.register_buffer("weight_scale", torch.ones(out_features, **f32))
-        self.register_buffer("bias", torch.zeros(out_features, **f32) if bias else None)
+        self.register_buffer("weight_scale", torch.ones(self.out_features, **f32))
+        self.register_buffer("bias", torch.zeros(self.out_features, **f32) if bias else None)
         self.register_buffer("input_scale", torch.full((1,), float("nan"), **f32))
         self.register_buffer("output_scale", torch.full((1,), float("nan"), **f32))
         self.register_buffer("weight_packed", None, persistent=False)
@@ -121,14 +131,8 @@ class Int8Linear(nn.Module):
             raise _validate.DeviceMismatchError(f"Int8Linear: x must be on the module's device {w.device}, got "
                                                 f"{x.device} (expected all tensors to be on the same device, as "
                                                 f"nn.Linear does)")
-        if self._int8_out:
-            out_dtype, out_scale = torch.int8, buf["output_scale"]
-        else:
-            out_dtype = x.dtype if x.dtype in q8.FLOAT_OUT else self.out_dtype
-            out_scale = None
+        out_dtype, out_scale = self._output_args(x)
         if x.dtype == torch.int8:
-            if not self._has_input_scale:
-                raise ValueError("Int8Linear got an int8 input but has no input_scale; set_scales(input_scale=...)")
             xq, xs = x, buf["input_scale"]
         else:
             _validate.check_float(x, "Int8Linear: x")
@@ -140,6 +144,15 @@ class Int8Linear(nn.Module):
             xq = q8.run_quantize_per_tensor(x, xs, self.backend, self.check_finite)
         return q8.run_int8_linear(xq, xs, w, buf["weight_scale"], buf["bias"], buf["weight_packed"], self.activation,
                                   self.negative_slope, out_dtype, out_scale, self.backend)
+
+    def _output_args(self, x: torch.Tensor):
+        """(out_dtype, out_scale) of a call on ``x``; an int8 ``x`` needs the static input scale."""
+        if x.dtype == torch.int8 and not self._has_input_scale:
+            raise ValueError(f"{type(self).__name__} got an int8 input but has no input_scale; "
+                             f"set_scales(input_scale=...)")
+        if self._int8_out:
+            return torch.int8, self._buffers["output_scale"]
+        return (x.dtype if x.dtype in q8.FLOAT_OUT else self.out_dtype), None
 
     def dequantized_weight(self) -> torch.Tensor:
         return self.weight_int8.float() * self.weight_scale[:, None]

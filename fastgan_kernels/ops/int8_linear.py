@@ -312,7 +312,14 @@ def _check_wq(op: str, wq: Tensor, device, x_name: str) -> int:
 
 def _check_layer(op: str, device, wq: Tensor, w_scale, bias, activation, negative_slope, out_dtype, out_scale):
     """The checks of everything but the input of an int8 linear; (activation name, out_scale [1] or None)."""
-    n, k = wq.shape
+    return check_epilogue(op, device, tuple(wq.shape), w_scale, bias, activation, negative_slope, out_dtype,
+                          out_scale)
+
+
+def check_epilogue(op: str, device, shape: tuple[int, int], w_scale, bias, activation, negative_slope, out_dtype,
+                   out_scale):
+    """_check_layer for a weight of ``shape`` (N, K) in any storage (dense, block-sparse)."""
+    n, k = shape
     check_in_features(k, op)
     _check_scale(w_scale, "w_scale", (n,), device, op)
     if bias is not None:

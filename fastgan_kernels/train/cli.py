@@ -146,5 +146,8 @@ def convert_main(args: argparse.Namespace) -> int:
             print(info[key]["report"])
     print(describe(out))
     print(f"PSNR of the compressed generator's images vs the original's: {info['psnr_db_vs_uncompressed']:.1f} dB")
+    if "psnr_db_vs_pruned" in info:
+        print(f"PSNR of the compressed generator's images vs the pruned float generator's: "
+              f"{info['psnr_db_vs_pruned']:.1f} dB")
     print(f"wrote {args.out}")
     return 0

@@ -6,8 +6,10 @@
 * :func:`compress_generator` is what ``fastgan-kernels convert`` runs on a checkpoint:
   one-shot block pruning (``prune``) and/or int8 (``quantize`` in static mode, its activation
   scales calibrated on the generator's own latents -- the inputs it will see in use).
-  Both together give int8 layers whose pruned blocks are zero: there is no int8 block-sparse
-  kernel, so that model is int8-dense in compute (its zero blocks only help storage).
+  Both together prune first, then quantise the pruned model: each pruned layer becomes a
+  ``BlockSparseInt8Linear`` (int8 kept blocks, pruned blocks never stored or read), or a dense
+  ``Int8Linear`` below the int8 break-even sparsity; the info holds both reports and the PSNR
+  against the unpruned and the pruned float generator.
 
 Serialisation: not pickled modules (brittle across code changes, and unsafe to load) but
 ``{"format", "builder", "model" (the architecture fields of TrainConfig), "compression"
@@ -68,16 +70,6 @@ def calibration_inputs(g: nn.Module, batches: int = 8, batch_size: int = 64, see
     return out
 
 
-def _zero_pruned_blocks(g: nn.Module, sparsity: float, block) -> dict:
-    """One-shot block pruning in place on a plain G: the weakest blocks of each Linear zeroed."""
-    pruned, report = prune(g, sparsity, block=block, mode="masked")
-    dense = {name: m.dense_weight().detach() for name, m in pruned.named_modules() if isinstance(m, BlockSparseLinear)}
-    with torch.no_grad():
-        for name, w in dense.items():
-            g.get_submodule(name).weight.copy_(w)
-    return {"sparsity": report.sparsity, "block": list(block), "report": str(report)}
-
-
 def compress_generator(g: nn.Module, model: dict, prune_sparsity: float = 0.0, block=(16, 16),
                        int8: bool = False, observer: str = "max", calibration_batches: int = 8,
                        seed: int = 0, classes=None) -> tuple[nn.Module, dict]:
@@ -93,12 +85,11 @@ def compress_generator(g: nn.Module, model: dict, prune_sparsity: float = 0.0, b
     reference = dense
     info: dict = {}
     out = copy.deepcopy(dense)
-    if prune_sparsity > 0 and not int8:
+    pruned = None
+    if prune_sparsity > 0:
         out, report = prune(out, prune_sparsity, block=tuple(block), mode="bsr")
         info["prune"] = {"sparsity": report.sparsity, "block": list(block), "report": str(report)}
-    elif prune_sparsity > 0:
-        info["prune"] = _zero_pruned_blocks(out, prune_sparsity, tuple(block))
-        info["prune"]["note"] = "int8 layers with zeroed blocks (no int8 block-sparse kernel): dense int8 compute"
+        pruned = copy.deepcopy(out) if int8 else None
     if int8:
         calib = calibration_inputs(out, calibration_batches, seed=seed, classes=classes)
         out.net, report = quantize(out.net, calibration=calib, mode="static", observer=observer)
@@ -109,6 +100,9 @@ def compress_generator(g: nn.Module, model: dict, prune_sparsity: float = 0.0, b
         ref = torch.cat([reference.net(x) for x in held_out])
         got = torch.cat([out.net(x).float() for x in held_out])
     info["psnr_db_vs_uncompressed"] = metrics.psnr(ref, got)
+    if pruned is not None:
+        with torch.no_grad():
+            info["psnr_db_vs_pruned"] = metrics.psnr(torch.cat([pruned.net(x) for x in held_out]), got)
     return out.eval(), info
 
 
@@ -122,14 +116,20 @@ def save_compressed(path: str, g: nn.Module, model: dict, compression: dict) -> 
     return atomic_save(blob, path)
 
 
-def _skeleton(model: dict, compression: dict) -> nn.Module:
+def _skeleton(model: dict, compression: dict, state_dict: dict) -> nn.Module:
     """The module tree a compressed state_dict loads into."""
     g = plain_generator(model)
     quant = compression.get("quantize")
     if quant:
+        block = (compression.get("prune") or {}).get("block")
+        # Sparse int8 layers: those saved with BSR keys (every kept block in the skeleton; loading resizes).
+        sparse = [k[len("net."):-len(".values")] for k in state_dict if k.startswith("net.") and k.endswith(".values")]
+        if sparse:
+            g, _ = prune(g, 0.0, block=tuple(block or (16, 16)), mode="bsr", inplace=True,
+                         skip=lambda name, _: name[len("net."):] not in sparse)
         dummy = [torch.randn(4, g.net[0].in_features)]
         g.net, _ = quantize(g.net, calibration=dummy, mode=quant.get("mode", "static"),
-                            observer=quant.get("observer", "max"))
+                            observer=quant.get("observer", "max"), sparse=sparse)
     elif compression.get("prune"):
         block = compression["prune"].get("block") or (16, 16)
         g, _ = prune(g, 0.0, block=tuple(block), mode="masked", inplace=True)  # BSR keys switch it on load
@@ -145,7 +145,7 @@ def build_generator(path: str, device="cpu", fused: bool = True, backend: str = 
     if fmt == COMPRESSED_FORMAT:
         if blob.get("builder") not in ("mlp_generator", "conditional_mlp_generator"):
             raise ValueError(f"{path}: unknown generator builder {blob.get('builder')!r}")
-        g = _skeleton(blob["model"], blob["compression"])
+        g = _skeleton(blob["model"], blob["compression"], blob["state_dict"])
         g.load_state_dict(blob["state_dict"])
         meta = {"format": fmt, "model": blob["model"], "compression": blob["compression"], **blob.get("report", {})}
     elif fmt == TRAIN_FORMAT:
@@ -171,7 +171,7 @@ def describe(g: nn.Module) -> str:
     lines = []
     for name, m in g.named_modules():
         if isinstance(m, (nn.Linear,)) or type(m).__name__ in ("FusedLinear", "BlockSparseLinear", "Int8Linear",
-                                                               "AutocastFusedLinear", "AutocastBlockSparseLinear"):
+                                                               "BlockSparseInt8Linear", "AutocastFusedLinear", "AutocastBlockSparseLinear"):
             lines.append(f"{name}: {m}")
     return "\n".join(lines)
 

@@ -222,7 +222,19 @@ def _int8_gemm_kernel(
         b_ptrs += BLOCK_K * stride_bk
 
     c_ptrs = c_ptr + rows[:, None] * stride_cm + cols[None, :]
-    c_mask = mask_m[:, None] & mask_n[None, :]
+    store_int8_epilogue(acc, c_ptrs, mask_m[:, None] & mask_n[None, :], rows, cols, mask_m, mask_n,
+                        x_scale_ptr, stride_xs, w_scale_ptr, stride_ws, bias_ptr, stride_bias, out_scale_ptr,
+                        negative_slope, OUT_KIND, X_PER_TOKEN, HAS_BIAS, ACTIVATION, BLOCK_M, BLOCK_N)
+
+
+@triton.jit
+def store_int8_epilogue(acc, c_ptrs, c_mask, rows, cols, mask_m, mask_n, x_scale_ptr, stride_xs, w_scale_ptr,
+                        stride_ws, bias_ptr, stride_bias, out_scale_ptr, negative_slope, OUT_KIND: tl.constexpr,
+                        X_PER_TOKEN: tl.constexpr, HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr,
+                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """The int8 epilogue on an int32 [BLOCK_M, BLOCK_N] accumulator (module docstring), stored at c_ptrs.
+
+    Shared with the block-sparse int8 kernel (block_sparse_int8_linear.py)."""
     if OUT_KIND == 2:
         tl.store(c_ptrs, acc, mask=c_mask)
     else:
@@ -237,7 +249,7 @@ def _int8_gemm_kernel(
             out_scale = tl.full((BLOCK_M, BLOCK_N), 0.0, tl.float32) + tl.load(out_scale_ptr)
             tl.store(c_ptrs, round_int8_f32(tl.math.div_rn(y, out_scale)).to(tl.int8), mask=c_mask)
         else:
-            tl.store(c_ptrs, y.to(c_ptr.dtype.element_ty), mask=c_mask)
+            tl.store(c_ptrs, y.to(c_ptrs.dtype.element_ty), mask=c_mask)
 
 
 _int8_gemm = triton.autotune(configs=_CONFIGS, key=["M_KEY", "N", "K"],

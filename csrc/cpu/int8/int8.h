@@ -8,6 +8,9 @@
 //   epilogue_avx512.h      int32 zmm accumulators -> scales, bias, activation, fp/int8/int32 store
 //   amx_int8_kernel.h      AMX tdpbssd traits, compiled against real tiles and the emulation
 //   amx_int8_emulation.h   scalar TDPBSSD on top of ../amx_emulation.h (tests without AMX)
+//   vnni_avx512.h          the VNNI A packing and k loop (dense and block-sparse GEMMs)
+//   bsr_packed.h           the block-sparse int8 weight blob and its GEMMs (../bsr_int8_*.cpp)
+//   aten_args.h            the ATen side shared by the dense and block-sparse bindings
 //   ../int8_portable.cpp   plain C++ quantisers and GEMM (any machine; also the reference the
 //                          vector paths are tested against through the ISA cap)
 //   ../int8_avx512.cpp     AVX-512 quantisers (one pass per row while it is in cache)
@@ -129,6 +132,10 @@ inline const int8_t* a_row(const GemmArgs& g, int64_t m, int8_t* tmp, int64_t* c
   *cs = 1;
   return f.quantize_rows(a, 0, 1) < 0 ? tmp : nullptr;
 }
+
+// The scalar epilogue of one output element (m, n) from its int32 accumulator (the portable
+// paths; int8_portable.cpp).
+void store_portable(const Epilogue& e, int64_t N, int64_t m, int64_t n, int32_t acc);
 
 // The code paths int8_linear_fwd can take (names from path_name()).
 enum class Path : int { kPortable = 0, kAvx512Vnni = 1, kAmx = 2, kAmxEmulated = 3 };

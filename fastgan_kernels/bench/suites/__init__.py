@@ -28,4 +28,5 @@ SUITE_MODULES = (
     "int8_linear",
     "block_sparse_sweep",
     "converted_models",
+    "block_sparse_int8",
 )
