@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import sys
 import time
 
@@ -177,5 +178,9 @@ def run(config: ServeConfig, access_log: bool = False) -> int:
     print(f"fastgan-kernels serve: {config.checkpoint} (runner {service.model.runner}, batching "
           f"{'max %d images / %g ms' % (config.max_batch, config.max_wait_ms) if config.batching else 'off'}) "
           f"on {scheme}://{config.host}:{config.port}", file=sys.stderr, flush=True)
+    # uvicorn re-raises the signal it caught once it has shut down, into the handler that was in place
+    # before it started: a no-op one here, so a complete drain ends with exit code 0, not "killed by SIGTERM".
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     DrainingServer(uv).run()
     return 0
