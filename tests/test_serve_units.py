@@ -185,3 +185,18 @@ def test_alert_rules_name_only_metrics_the_service_exports():
 def test_alert_rules_pass_promtool():
     out = subprocess.run(["promtool", "check", "rules", ALERTS], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_a_lone_request_does_not_wait_for_company_that_is_not_coming():
+    import time
+
+    calls = []
+
+    async def go(b):
+        t = time.perf_counter()
+        await b.submit(torch.ones(1, 1), None)
+        return time.perf_counter() - t
+
+    alone, _ = asyncio.run(_with_batcher(go, calls, max_batch=8, max_wait_ms=400, arriving=lambda: 0))
+    expected, _ = asyncio.run(_with_batcher(go, calls, max_batch=8, max_wait_ms=400, arriving=lambda: 1))
+    assert alone < 0.2 <= 0.35 <= expected  # someone on the way: the batch waits up to max_wait_ms

@@ -153,9 +153,9 @@ def build(config: ServeConfig):
     config.validate()
     model = load(config.checkpoint, config.device, config.runner)
     metrics = ServiceMetrics(config.max_batch)
-    batcher = DynamicBatcher(BatchRunner(model, metrics), config.max_batch, config.max_wait_ms, config.batching,
-                             metrics, config.max_queue_images)
     service = GeneratorService(model, config, metrics)
+    batcher = DynamicBatcher(BatchRunner(model, metrics), config.max_batch, config.max_wait_ms, config.batching,
+                             metrics, config.max_queue_images, arriving=lambda: service.arriving)
     return create_app(service, batcher, metrics, config.warmup), service, batcher, metrics
 
 

@@ -5,7 +5,10 @@ images however it is batched) and cut into chunks of at most ``max_batch`` image
 collector task forms a batch: it takes the first waiting chunk, then keeps taking chunks
 while they fit under ``max_batch`` images, until the batch is full or ``max_wait_ms`` has
 passed *since the first chunk was queued* (a chunk that already waited while the previous
-batch ran is not made to wait again). The batch runs in one call on a single worker thread,
+batch ran is not made to wait again). It waits for more only while the service reports
+requests on their way to the queue (``arriving``: parsed, not yet queued); with none, the
+batch goes at once, so a lone client pays no ``max_wait_ms`` (measured: the fixed 5 ms wait
+cut a single closed-loop client's throughput 3.5x on the seed generator). The batch runs in one call on a single worker thread,
 off the event loop, and while it runs the next one queues up, so under load batches grow
 by themselves. With batching off every chunk is its own call (same worker, same queue):
 the baseline the load test compares against.
@@ -62,11 +65,13 @@ RunBatch = Callable[[torch.Tensor, Optional[torch.Tensor], bool], torch.Tensor]
 
 class DynamicBatcher:
     def __init__(self, run_batch: RunBatch, max_batch: int = 32, max_wait_ms: float = 5.0, batching: bool = True,
-                 metrics=None, max_queue_images: int = 4096):
+                 metrics=None, max_queue_images: int = 4096, arriving: Optional[Callable[[], int]] = None):
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.run_batch, self.max_batch, self.max_wait_s = run_batch, max_batch, max_wait_ms / 1e3
         self.batching, self.metrics, self.max_queue_images = batching, metrics, max_queue_images
+        # How many requests are inside the service but not queued yet (None: unknown, always wait).
+        self.arriving = arriving
         # One worker: the model is one set of weights and torch already spreads a call over the cores.
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fastgan-model")
         self._queue: Optional[asyncio.Queue] = None
@@ -155,7 +160,10 @@ class DynamicBatcher:
             return batch
         deadline = first.queued_at + self.max_wait_s
         while images < self.max_batch:
-            c = await self._next(deadline - time.perf_counter())
+            # Take what is queued; wait (until the deadline) only while more requests are on their way:
+            # a lone client is not made to wait for company that is not coming.
+            expecting = self.arriving is None or self.arriving() > 0
+            c = await self._next(deadline - time.perf_counter() if expecting else 0.0)
             if c is None:
                 break
             if images + c.n > self.max_batch:  # does not fit: first in line for the next batch

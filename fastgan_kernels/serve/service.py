@@ -85,6 +85,9 @@ class GeneratorService:
         self.limiter = RateLimiter(config.rate_limit, config.effective_burst)
         self.ready = False
         self.draining = False     # set on SIGTERM: /readyz turns 503, requests already here are served
+        # Requests inside the handler that have not reached the batch queue yet: the batcher waits
+        # for company only while some are on their way (DynamicBatcher's ``arriving``).
+        self.arriving = 0
 
     # ----------------------------------------------------------------- access
     def authorize(self, headers: Mapping[str, str], client: str) -> str:
@@ -152,13 +155,23 @@ class GeneratorService:
         """The whole of ``POST /v1/generate``: auth, limits, latents, the batch, the encoded answer."""
         if self.metrics is not None:
             self.metrics.in_flight.inc()
+        self.arriving += 1
+        left = [False]
+
+        def arrived() -> None:  # once per request: when it is queued, or when it ends without being queued
+            if not left[0]:
+                left[0] = True
+                self.arriving -= 1
+
         try:
-            return await self._generate(body, headers, client, submit)
+            return await self._generate(body, headers, client, submit, arrived)
         finally:
+            arrived()
             if self.metrics is not None:
                 self.metrics.in_flight.dec()
 
-    async def _generate(self, body: bytes, headers: Mapping[str, str], client: str, submit: Submit) -> Reply:
+    async def _generate(self, body: bytes, headers: Mapping[str, str], client: str, submit: Submit,
+                        arrived: Callable[[], None]) -> Reply:
         try:
             if not self.ready:
                 raise ApiError(503, "unavailable", "the model is still loading", {"Retry-After": "1"})
@@ -166,6 +179,7 @@ class GeneratorService:
             req = self.parse(body)
             z, labels, seed = self.latents(req)
             fail = headers.get("x-test-fail-batch") == "1"
+            arrived()
             try:
                 result = await submit(z, labels, fail)
             except (Draining, QueueFull) as exc:
