@@ -9,7 +9,8 @@ thing as in the one-process service, and the model call runs in a thread off the
 event loop. ``autoscaling_config`` scales the replicas on ongoing requests per replica
 (``--ray-target-ongoing``) between ``--ray-min-replicas`` and ``--ray-max-replicas``.
 
-Differences from the one-process service: ``/metrics`` answers from whichever replica the
+Differences from the one-process service: ``X-Queue-Ms`` is 0 (Ray's queue is not visible to
+the replica), ``--no-batching`` is refused, ``/metrics`` answers from whichever replica the
 proxy picks (each replica keeps its own registry; scrape Ray's own metrics for the cluster
 view), and TLS belongs in front of Ray's HTTP proxy (``--ssl-*`` is refused with ``--ray``).
 SIGTERM / SIGINT: ``serve.shutdown()``, which lets replicas finish their requests, then exit.
@@ -63,9 +64,9 @@ def deployment(config: ServeConfig, min_replicas: int = 1, max_replicas: int = 2
             self.metrics = ServiceMetrics(cfg.max_batch)
             self.runner = BatchRunner(model, self.metrics)
             self.service = GeneratorService(model, cfg, self.metrics)
-            self.max_batch = cfg.max_batch if cfg.batching else 1 << 30
-            self._batch.set_max_batch_size(cfg.max_batch if cfg.batching else 1)
-            self._batch.set_batch_wait_timeout_s(cfg.max_wait_ms / 1e3 if cfg.batching else 0.0)
+            self.max_batch = cfg.max_batch
+            self._batch.set_max_batch_size(cfg.max_batch)
+            self._batch.set_batch_wait_timeout_s(cfg.max_wait_ms / 1e3)
             z = torch.randn(min(cfg.max_batch, 32), model.latent_dim)
             self.runner(z, torch.arange(z.shape[0]) % model.num_classes if model.conditional else None)  # warm-up
             self.service.ready = True
@@ -88,7 +89,7 @@ def deployment(config: ServeConfig, min_replicas: int = 1, max_replicas: int = 2
             return results
 
         async def submit(self, z: torch.Tensor, labels: Optional[torch.Tensor], fail: bool) -> Result:
-            step = self.max_batch if self.service.config.batching else z.shape[0]
+            step = self.max_batch  # like the one-process batcher: no chunk larger than a batch
             parts = [(z[i:i + step], None if labels is None else labels[i:i + step], fail)
                      for i in range(0, z.shape[0], step)]
             outs = await asyncio.gather(*(self._batch(p) for p in parts))
@@ -125,6 +126,8 @@ def deployment(config: ServeConfig, min_replicas: int = 1, max_replicas: int = 2
 def run_ray(config: ServeConfig, address: Optional[str] = None, min_replicas: int = 1, max_replicas: int = 2,
             target_ongoing: float = 16.0, cpus_per_replica: float = 1.0) -> int:
     """Start (or join) Ray, deploy, serve until SIGTERM / SIGINT, then shut Serve down gracefully."""
+    if not config.batching:
+        raise ValueError("--no-batching is the one-process baseline; on Ray, @serve.batch always batches")
     if config.ssl_certfile:
         raise ValueError("--ssl-certfile with --ray: terminate TLS in front of Ray's HTTP proxy instead")
     if min_replicas < 0 or max_replicas < max(1, min_replicas):
