@@ -1,7 +1,8 @@
 """`fastgan-kernels serve` as a real process on a loopback port, called over HTTP (httpx).
 
 One server for the module: a conditional generator, converted (50% block pruning + int8),
-batching at most 16 images / 50 ms, with the test hooks on (a header fails its batch).
+batching at most 16 images / 50 ms, with the test hooks on (a header fails its batch; every
+model call takes 20 ms more).
 """
 import asyncio
 import base64
@@ -27,7 +28,8 @@ def server(tmp_path_factory):
     write_compressed(path, "tiny", int8=True, prune=0.5, conditional=True, num_classes=10)
     args = ["--checkpoint", path, "--max-batch", str(MAX_BATCH), "--max-wait-ms", "50", "--max-n", "64",
             "--max-body-bytes", "512"]
-    with ServerProcess(args, env={"FASTGAN_SERVE_TEST_HOOKS": "1"}) as srv:
+    # Each model call sleeps 20 ms (test hook), so concurrent requests meet in the queue on any machine.
+    with ServerProcess(args, env={"FASTGAN_SERVE_TEST_HOOKS": "1", "FASTGAN_SERVE_TEST_DELAY_MS": "20"}) as srv:
         with httpx.Client(base_url=srv.url, timeout=30) as client:
             yield srv, client
 

@@ -154,7 +154,7 @@ def build(config: ServeConfig):
     model = load(config.checkpoint, config.device, config.runner)
     metrics = ServiceMetrics(config.max_batch)
     service = GeneratorService(model, config, metrics)
-    batcher = DynamicBatcher(BatchRunner(model, metrics), config.max_batch, config.max_wait_ms, config.batching,
+    batcher = DynamicBatcher(BatchRunner(model, metrics, config.threads), config.max_batch, config.max_wait_ms, config.batching,
                              metrics, config.max_queue_images, arriving=lambda: service.arriving)
     return create_app(service, batcher, metrics, config.warmup), service, batcher, metrics
 

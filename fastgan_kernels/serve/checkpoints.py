@@ -59,13 +59,21 @@ def write_training(path: str, arch: str = "tiny", conditional: bool = False, num
 
 
 def offline_images_per_s(path: str, batch: int, seconds: float = 1.0, device: str = "cpu",
-                         runner: str = "auto") -> Optional[float]:
+                         runner: str = "auto", threads: Optional[int] = None) -> Optional[float]:
     """The model's own throughput at ``batch`` (no HTTP, no queue): what the service is compared with."""
-    import time
-
     from .model import BatchRunner, load
 
-    run = BatchRunner(load(path, device, runner))
+    before = torch.get_num_threads()
+    try:
+        run = BatchRunner(load(path, device, runner), threads=threads)
+        return _throughput(run, batch, seconds)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _throughput(run, batch: int, seconds: float) -> float:
+    import time
+
     m = run.model
     z = torch.randn(batch, m.latent_dim)
     labels = torch.arange(batch) % m.num_classes if m.conditional else None

@@ -27,6 +27,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--runner", choices=RUNNERS, default=d.runner,
                    help="auto (default): fastgan_kernels.compile_generator where it accepts the model, else the "
                         "converted model; compiled: require it; converted: never use it")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="torch intra-op threads for the model call (default: torch's choice)")
     p.add_argument("--max-batch", type=int, default=d.max_batch, help=f"images per model call (default {d.max_batch})")
     p.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms,
                    help=f"longest a request waits for its batch to fill (default {d.max_wait_ms:g})")
@@ -60,6 +62,7 @@ def add_parser(subparsers) -> None:
 def config_from_args(args: argparse.Namespace) -> ServeConfig:
     return ServeConfig(
         checkpoint=args.checkpoint, host=args.host, port=args.port, device=args.device, runner=args.runner,
+        threads=args.threads,
         batching=not args.no_batching, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_n=args.max_n,
         max_body_bytes=args.max_body_bytes, max_queue_images=args.max_queue_images,
         api_keys_file=args.api_keys_file, rate_limit=args.rate_limit, rate_burst=args.rate_burst,

@@ -14,6 +14,7 @@ class ServeConfig:
     port: int = 8000
     device: str = "cpu"
     runner: str = "auto"                  # auto: compile_generator where it exists and accepts the model
+    threads: Optional[int] = None         # torch intra-op threads of the model call (None: torch's choice)
     # Dynamic batching: gather up to max_batch images or max_wait_ms, whichever comes first.
     batching: bool = True
     max_batch: int = 32
@@ -41,6 +42,8 @@ class ServeConfig:
             problems.append(f"max_batch must be >= 1, got {self.max_batch}")
         if self.max_wait_ms < 0:
             problems.append(f"max_wait_ms must be >= 0, got {self.max_wait_ms}")
+        if self.threads is not None and self.threads < 1:
+            problems.append(f"threads must be >= 1, got {self.threads}")
         if self.max_n < 1:
             problems.append(f"max_n must be >= 1, got {self.max_n}")
         if self.max_body_bytes < 64:

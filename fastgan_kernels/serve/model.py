@@ -135,8 +135,10 @@ def load(path: str, device: str = "cpu", runner: str = "auto") -> LoadedModel:
 class BatchRunner:
     """Runs one batch on the model (called in the worker thread); energy windows on CUDA."""
 
-    def __init__(self, model: LoadedModel, metrics=None):
+    def __init__(self, model: LoadedModel, metrics=None, threads: Optional[int] = None):
         self.model, self.metrics = model, metrics
+        if threads:  # process-wide in torch; the service runs one model, so it is this runner's setting
+            torch.set_num_threads(threads)
         self.hooks = os.environ.get("FASTGAN_SERVE_TEST_HOOKS") == "1"
         self.delay_s = float(os.environ.get("FASTGAN_SERVE_TEST_DELAY_MS", "0")) / 1e3 if self.hooks else 0.0
         self.monitor = None

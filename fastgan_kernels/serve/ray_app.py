@@ -62,7 +62,7 @@ def deployment(config: ServeConfig, min_replicas: int = 1, max_replicas: int = 2
             cfg = ServeConfig(**fields)
             model = load(cfg.checkpoint, cfg.device, cfg.runner)
             self.metrics = ServiceMetrics(cfg.max_batch)
-            self.runner = BatchRunner(model, self.metrics)
+            self.runner = BatchRunner(model, self.metrics, cfg.threads)
             self.service = GeneratorService(model, cfg, self.metrics)
             self.max_batch = cfg.max_batch
             self._batch.set_max_batch_size(cfg.max_batch)

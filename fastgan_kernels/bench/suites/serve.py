@@ -23,6 +23,7 @@ import json
 import os
 import tempfile
 import time
+from typing import Optional
 
 MODELS = ("seed", "wide")
 GRIDS = {  # case set -> (concurrencies, request sizes, seconds per run, requests per run at most)
@@ -34,19 +35,20 @@ MAX_BATCH, MAX_WAIT_MS = 32, 5.0
 TARGET_SPEEDUP, TARGET_OFFLINE_SHARE = 5.0, 0.5
 
 
-def _serve_args(path: str, batching: bool, device: str) -> list[str]:
+def _serve_args(path: str, batching: bool, device: str, threads: Optional[int] = None) -> list[str]:
     args = ["--checkpoint", path, "--device", device, "--max-batch", str(MAX_BATCH), "--max-wait-ms", str(MAX_WAIT_MS)]
-    return args + ([] if batching else ["--no-batching"])
+    return args + ([] if batching else ["--no-batching"]) + (["--threads", str(threads)] if threads else [])
 
 
-def run(case_set: str = "default", device: str = "cpu", models=MODELS, progress=print) -> dict:
+def run(case_set: str = "default", device: str = "cpu", models=MODELS, progress=print,
+        threads: Optional[int] = None) -> dict:
     from ...serve.checkpoints import offline_images_per_s, write_compressed
     from ...serve.loadgen import load
     from ...serve.process import ServerProcess
 
     concurrencies, sizes, seconds, max_requests = GRIDS[case_set]
     result = {"case_set": case_set, "device": device, "max_batch": MAX_BATCH, "max_wait_ms": MAX_WAIT_MS,
-              "models": {}, "runs": []}
+              "threads": threads, "models": {}, "runs": []}
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="fastgan-serve-bench-") as tmp:
         for model in models:
@@ -55,8 +57,8 @@ def run(case_set: str = "default", device: str = "cpu", models=MODELS, progress=
             result["models"][model] = {"psnr_db_vs_fp32": info["psnr_db_vs_uncompressed"]}
             # Both servers up at once and driven in turns, case by case: on a shared machine the
             # batched and unbatched figures of a case are then measured under the same load.
-            with ServerProcess(_serve_args(path, True, device)) as on, \
-                    ServerProcess(_serve_args(path, False, device)) as off:
+            with ServerProcess(_serve_args(path, True, device, threads)) as on, \
+                    ServerProcess(_serve_args(path, False, device, threads)) as off:
                 servers = ((True, on), (False, off))
                 for _, srv in servers:
                     load(srv.url, 8, 1, max_requests=200, max_seconds=0.5)  # warm-up, not recorded
@@ -71,7 +73,8 @@ def run(case_set: str = "default", device: str = "cpu", models=MODELS, progress=
                                      f"failed {row['failed']}")
                         if c == concurrencies[-1] and n == 1:  # the model alone, right after its service runs
                             for b in (MAX_BATCH, 1):  # batch 1 bounds what batching can gain at all
-                                offline = offline_images_per_s(path, b, seconds=2.0, device=device)
+                                offline = offline_images_per_s(path, b, seconds=2.0, device=device,
+                                                               threads=threads)
                                 result["models"][model][f"offline_images_per_s_batch{b}"] = offline
                                 progress(f"  {model} offline (no HTTP, no queue) {offline:9,.0f} images/s at "
                                          f"batch {b}")
@@ -114,8 +117,9 @@ def checks(result: dict) -> list[dict]:
 
 
 def render(result: dict) -> str:
+    threads = f", {result['threads']} model thread(s)" if result.get("threads") else ""
     out = [f"serve load test ({result['case_set']}, {result['device']}, max batch {result['max_batch']}, "
-           f"max wait {result['max_wait_ms']:g} ms; {result.get('duration_s', 0):.0f} s)", "",
+           f"max wait {result['max_wait_ms']:g} ms{threads}; {result.get('duration_s', 0):.0f} s)", "",
            "| model | batching | concurrency | n | requests/s | images/s | p50 ms | p90 ms | p99 ms | batch sizes seen "
            "| failed |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["runs"]:
@@ -142,7 +146,7 @@ def main(args) -> int:
 
     device = args.device if args.device != "auto" else ("cuda" if _cuda() else "cpu")
     case_set = "quick" if args.quick else "full" if args.full else "default"
-    result = run(case_set, device, progress=lambda s: print(s, file=sys.stderr, flush=True))
+    result = run(case_set, device, progress=lambda s: print(s, file=sys.stderr, flush=True), threads=args.threads)
     text = render(result)
     print(text)
     if args.json:
