@@ -14,7 +14,7 @@ export MAX_JOBS ?= 2
 BENCH_ENV := GLIBC_TUNABLES=glibc.malloc.mmap_threshold=67108864:glibc.malloc.trim_threshold=268435456
 SOURCES := $(shell find csrc -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh') setup.py pyproject.toml
 
-.PHONY: setup test bench bench-quick benchmarks cuda-check clean
+.PHONY: setup test bench bench-quick bench-serve benchmarks cuda-check clean
 
 setup: $(VENV)/.fastgan-installed
 
@@ -36,6 +36,10 @@ bench: setup
 
 bench-quick: setup
 	$(BENCH_ENV) $(PY) -m fastgan_kernels.cli bench --quick
+
+# The HTTP service under load (batched vs unbatched, seed and wide int8 G): a few minutes, so not in `bench`.
+bench-serve: setup
+	$(BENCH_ENV) $(PY) -m fastgan_kernels.cli bench --suite serve --json out/bench_serve.json
 
 benchmarks: setup
 	$(BENCH_ENV) $(PY) -m pytest benchmarks --benchmark-only

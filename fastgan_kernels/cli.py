@@ -15,6 +15,7 @@ SUBCOMMANDS = (
     "fastgan_kernels.bench.cli",
     "fastgan_kernels.profile.cli",
     "fastgan_kernels.train.cli",
+    "fastgan_kernels.serve.cli",
 )
 
 

@@ -20,6 +20,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                                           "backends) on the same inputs in the same run, check them against the "
                                           "reference, and print / write the report.")
     p.add_argument("--op", action="append", help="op to benchmark (repeatable; default: every suite)")
+    p.add_argument("--suite", metavar="NAME",
+                   help="run a whole-system suite instead of the op suites: serve (the HTTP service under load, "
+                        "batched vs unbatched; needs the serve extra)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="auto: cuda when a GPU is visible, else cpu")
     cases = p.add_mutually_exclusive_group()
@@ -63,6 +66,14 @@ def main(args: argparse.Namespace) -> int:
     from .registry import parse_dtype
 
     _parent_dirs(args.json, args.markdown)
+    if args.suite:
+        from .registry import run_system_suite
+
+        try:
+            return run_system_suite(args.suite, args)
+        except (ValueError, RuntimeError, ImportError) as exc:
+            print(f"fastgan-kernels bench: {exc}", file=sys.stderr)
+            return 2
     if args.threads:
         import torch
 

@@ -159,6 +159,17 @@ def suite_names() -> list[str]:
     return list(_suite_modules())
 
 
+# Whole-system suites: not op timings but a module with ``main(args) -> exit code`` that runs and
+# reports itself (``fastgan-kernels bench --suite NAME``), e.g. the HTTP service under load.
+SYSTEM_SUITES = {"serve": "fastgan_kernels.bench.suites.serve"}
+
+
+def run_system_suite(name: str, args) -> int:
+    if name not in SYSTEM_SUITES:
+        raise ValueError(f"no system suite {name!r}; have {sorted(SYSTEM_SUITES)}")
+    return importlib.import_module(SYSTEM_SUITES[name]).main(args)
+
+
 def get_suite(op: str) -> Suite:
     if op not in _suite_modules():
         raise ValueError(f"no benchmark suite for op {op!r}; have {list(_suite_modules())}")
