@@ -1,9 +1,9 @@
 """`fastgan-kernels serve --ray`: the same handler as a Ray Serve deployment on a local Ray instance.
 
 Opt-in: ``FASTGAN_TEST_RAY=1 pytest tests/test_serve_ray.py`` with the `ray` extra installed. It
-starts a local Ray instance and took 120 s on the shared 2-core machine (load average ~14),
-over the ~90 s that a default CI run allows one test. One replica: the point is the handler and
-@serve.batch inside Ray.
+starts a local Ray instance: 42 s on the shared 2-core machine at load average ~6, 120 s at ~14,
+too close to or over the ~90 s a default CI run allows one test, and the `ray` extra (not in
+`all`) is a large install. One replica: the point is the handler and @serve.batch inside Ray.
 """
 import os
 
