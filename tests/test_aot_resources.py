@@ -56,7 +56,7 @@ def test_fused_pruning_keeps_configs_that_fit(arch, dtype):
                     F32_DOT=dtype == torch.float32)
         with _resources.target_arch(arch):
             kept = fl._prune_configs(configs, args)
-        assert len(kept) >= 4, (arch, dtype, prologue, kept)
+        assert len(kept) >= 3, (arch, dtype, prologue, kept)
         for c in kept:
             bm, bn, bk = c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.kwargs["BLOCK_K"]
             stage = ((1 + (prologue != 0)) * bm * bk + bk * bn) * t.dtype.itemsize

@@ -28,6 +28,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-cache", action="store_true", help="recompile everything (see $FASTGAN_AOT_CACHE)")
     p.add_argument("--markdown", help="write the tables here (docs/gpu_resources.md)")
     p.add_argument("--json", help="write every variant's resources here")
+    p.add_argument("--cuda", action="store_true",
+                   help="also nvcc -Xptxas -v csrc/cuda/*.cu (checkout only) and add its table (slow: minutes per source)")
     p.add_argument("--check", action="store_true",
                    help="exit 1 if a variant the autotuner may pick does not compile, does not fit, or spills")
     args = p.parse_args(argv)
@@ -42,11 +44,22 @@ def main(argv=None) -> int:
     uncovered = sweep.uncovered_kernels()
     for name in uncovered:
         print(f"not covered: {name} is a @triton.jit kernel no aot_launches() entry launches")
+    cuda_md = ""
+    if args.cuda:
+        from . import cuda
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        kernels = cuda.compile_all(root, archs)
+        cuda_md = cuda.markdown(kernels)
+        for k in kernels:
+            if k.spill_stores or k.spill_loads:
+                print(f"CUDA spill: {k.source} {k.name} sm_{k.arch}: {k.spill_stores}/{k.spill_loads} B")
     if args.markdown:
         command = "python -m fastgan_kernels.aot " + " ".join(argv if argv is not None else sys.argv[1:])
+        os.makedirs(os.path.dirname(os.path.abspath(args.markdown)), exist_ok=True)
         with open(args.markdown, "w") as f:
-            f.write(report.markdown(vs, wall, command.strip()))
+            f.write(report.markdown(vs, wall, command.strip()) + cuda_md)
     if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         rows = [{"kernel": v.kernel, "launch": v.launch.label, "config": v.config_name, "arch": v.arch,
                  "kept": v.kept, **v.result} for v in vs]
         with open(args.json, "w") as f:

@@ -14,7 +14,7 @@ What is read back:
 * ``wgmma``/``mma``: whether the PTX holds Hopper warpgroup MMAs or Ampere ``mma.sync``.
 
 Results are cached as JSON under ``$FASTGAN_AOT_CACHE`` (default ``~/.cache/fastgan_aot``), keyed by
-the kernel's source hash (Triton's ``cache_key``: the kernel and every jit function it calls), the
+the kernel's source hash (:func:`source_hash`: the kernel and the jit functions its module sees), the
 specialisation, the options, the architecture and the Triton version, so a repeat sweep only
 compiles what changed.
 """
@@ -59,9 +59,17 @@ def _bind(fn, launch: record.Launch, config, target):
     return signature, constexprs, attrs, options
 
 
+def source_hash(fn) -> str:
+    """The kernel's source and that of every @triton.jit function its module can call. Unlike Triton's
+    own ``cache_key`` it ignores line numbers, so editing a config list above a kernel keeps its cache."""
+    from triton.runtime.jit import JITFunction
+    deps = sorted((name, f.src) for name, f in fn.__globals__.items() if isinstance(f, JITFunction))
+    return hashlib.sha256(json.dumps([fn.src, deps]).encode()).hexdigest()
+
+
 def _key(fn, signature, constexprs, attrs, options, arch) -> str:
     import triton
-    blob = json.dumps([fn.cache_key, triton.__version__, signature, sorted(map(repr, constexprs.items())),
+    blob = json.dumps([source_hash(fn), triton.__version__, signature, sorted(map(repr, constexprs.items())),
                        sorted(map(repr, attrs.items())), options.num_warps, options.num_stages, arch], default=repr)
     return hashlib.sha256(blob.encode()).hexdigest()
 

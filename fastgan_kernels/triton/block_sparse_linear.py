@@ -67,8 +67,9 @@ if INTERPRET:  # interpreted in numpy: one small tile; M = 17 still spans two ti
     _DENSE_TILES = _SDDMM_TILES = [(16, 1, 1)]
     _DENSE_SUB = _SDDMM_SUB = (32, 32)  # (output side, reduction side) caps of a sub-tile
 else:  # (BLOCK_M, num_stages, num_warps)
+    # (16, 3, 8): fp32 with 128-wide sub-tiles (blocks >= 128) within the FMA register budget (_resources)
     _DENSE_TILES = [(128, 3, 8), (128, 4, 4), (64, 3, 4), (64, 4, 4), (32, 4, 4), (32, 5, 2), (16, 4, 2),
-                    (16, 3, 4)]
+                    (16, 3, 4), (16, 3, 8)]
     _SDDMM_TILES = [(128, 3, 8), (128, 3, 4), (64, 4, 4), (64, 3, 8), (32, 5, 4), (32, 4, 2)]
     _DENSE_SUB = (128, 64)
     _SDDMM_SUB = (64, 64)
@@ -108,7 +109,9 @@ def _prune(configs, named_args, **kwargs):
 
     fp32 = args["F32_DOT"] and not INTERPRET
     return _resources.keep(out, stage_bytes, _resources.smem_limit(x),
-                           (lambda cfg: sum(_tiles(args, cfg.kwargs["BLOCK_M"]))) if fp32 else None)
+                           (lambda cfg: sum(_tiles(args, cfg.kwargs["BLOCK_M"]))) if fp32 else None,
+                           acc_elems=lambda cfg: _tiles(args, cfg.kwargs["BLOCK_M"])[2],
+                           acc_budget=None if fp32 else _resources.tc_acc_budget(x, a_tiles == 2))
 
 
 @triton.jit

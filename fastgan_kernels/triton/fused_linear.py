@@ -74,6 +74,11 @@ _GPU_TILES = [
     (32, 64, 32, 5, 2),
     (16, 64, 64, 4, 4),
     (16, 32, 128, 3, 2),
+    # Small-K tiles whose fp32 FMA operands and accumulator fit the register budget (_resources):
+    # the fp32 configs (exact fp32 has no tensor cores, so the large tiles above spill).
+    (128, 64, 16, 3, 8),
+    (64, 128, 16, 3, 8),
+    (16, 64, 32, 4, 4),  # (32, 64, 32, 4, 4) was tried: 4 B spills in the 16-bit grad_weight on sm_90
 ]
 
 
@@ -114,7 +119,9 @@ def _prune_configs(configs, named_args, **kwargs):
         return bm * bk + bk * bn + bm * bn
 
     fp32 = args["F32_DOT"] and not INTERPRET  # the interpreter's bf16 upcast is not an FMA dot
-    return _resources.keep(pruned, stage_bytes, _resources.smem_limit(args["a_ptr"]), fp32_tiles if fp32 else None)
+    return _resources.keep(pruned, stage_bytes, _resources.smem_limit(args["a_ptr"]), fp32_tiles if fp32 else None,
+                           acc_elems=lambda cfg: cfg.kwargs["BLOCK_M"] * cfg.kwargs["BLOCK_N"],
+                           acc_budget=None if fp32 else _resources.tc_acc_budget(args["a_ptr"], a_tiles == 2))
 
 
 @triton.jit
