@@ -1,8 +1,9 @@
 """pytest-benchmark set-up for every op's benchmark module (see fastgan_kernels/bench/pytest_plugin.py).
 
-Run: ``pytest benchmarks --benchmark-only``: the representative set that ``fastgan-kernels bench``
-times (``--fastgan-cases default``, minutes on the 2-core CPU), ending with the speed-ups vs eager
-and the target lines. ``--fastgan-cases full`` runs every suite's FULL grid (block-sparse: each
+Run: ``pytest benchmarks --benchmark-only``: a representative set of every suite (``--fastgan-cases
+quick``, minutes on the 2-core CPU), ending with the speed-ups vs eager and the target lines.
+``--fastgan-cases default`` runs the set that ``fastgan-kernels bench`` times (about three times as
+many tests), ``--fastgan-cases full`` runs every suite's FULL grid (block-sparse: each
 sparsity x block x shape and the pruned wide generator at batch 64 and 1024; int8: every generator
 layer at M in {64, 1024} and both generators at both batches; the break-even sweep at 5% steps),
 hours on the 2-core CPU; ``--fastgan-quick`` (= ``--fastgan-cases quick``) the short set; ``--fastgan-device cuda`` on a GPU machine;

@@ -45,10 +45,11 @@ def test_ptxas_log_parser():
 
 @pytest.mark.parametrize("arch", [80, 90])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-def test_fused_pruning_keeps_configs_that_fit(arch, dtype):
-    """The fused GEMM's pruning on a large shape: nothing kept exceeds the arch's shared memory or, in
-    fp32, the FMA register budget; enough configs stay for the autotuner to choose from."""
+def test_fused_pruning_keeps_configs_that_fit(arch, dtype, monkeypatch):
+    """The fused GEMM's pruning on a large shape: nothing kept exceeds the arch's shared memory or the
+    register budgets (fp32 FMA operands; tensor-core accumulators); enough configs stay to choose from."""
     from fastgan_kernels.triton import fused_linear as fl
+    monkeypatch.setattr(fl, "INTERPRET", False)  # prune as on a GPU (the interpreter skips the fp32 rule)
     configs = _gpu_configs("fused_linear", "_forward_gemm")
     t = MockTensor(dtype)
     for prologue in (0, 2):  # forward / gradient kernels (the prologue loads y's tile too)
@@ -63,6 +64,8 @@ def test_fused_pruning_keeps_configs_that_fit(arch, dtype):
             assert c.num_stages * stage <= _resources.SMEM_PER_BLOCK[arch], c
             if dtype == torch.float32:
                 assert (bm * bk + bk * bn + bm * bn) / (32 * c.num_warps) <= _resources.FP32_WORDS_PER_THREAD, c
+            elif arch < 90 or prologue:
+                assert bm * bn / (32 * c.num_warps) <= _resources.TC_ACC_WORDS_PER_THREAD, c
 
 
 def test_pruning_budget_follows_the_device_limit():
