@@ -14,7 +14,7 @@ export MAX_JOBS ?= 2
 BENCH_ENV := GLIBC_TUNABLES=glibc.malloc.mmap_threshold=67108864:glibc.malloc.trim_threshold=268435456
 SOURCES := $(shell find csrc -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh') setup.py pyproject.toml
 
-.PHONY: setup test bench bench-quick bench-serve benchmarks cuda-check clean
+.PHONY: setup test bench bench-quick bench-serve benchmarks cuda-check gpu-resources clean
 
 setup: $(VENV)/.fastgan-installed
 
@@ -46,6 +46,11 @@ benchmarks: setup
 
 cuda-check: setup
 	$(PY) tools/check_cuda_sources.py
+
+# Every Triton kernel x autotune config x launch variant compiled for sm_80 and sm_90 on the CPU, and
+# the CUDA C++ kernels through nvcc -Xptxas -v: docs/gpu_resources.md (`make test` compiles a subset).
+gpu-resources: setup
+	$(PY) tools/gpu_resources.py --cuda --markdown docs/gpu_resources.md --json out/gpu_resources.json --check
 
 clean:
 	rm -rf build fastgan_kernels/_C*.so $(VENV)

@@ -9,7 +9,8 @@
 #
 # OUTDIR receives: summary.txt (each step's exit status and seconds), <step>.log,
 # tests_*.xml (JUnit), bench.json / bench.md / plots/ (fastgan-kernels bench),
-# pytest-benchmark.json. A failing step is recorded and the next one runs anyway;
+# peaks.log (each row as a fraction of the GPU's peak), generator.json / generator.md (the
+# whole-generator suite, when registered), pytest-benchmark.json. A failing step is recorded and the next one runs anyway;
 # the script exits 1 when any step failed, 0 otherwise.
 #
 # Environment: PYTHON (default python3), GPU_CHECK_BUDGET_S (default 465),
@@ -117,6 +118,23 @@ if [ -s "$OUT/bench.json" ] && [ ! -s "$OUT/bench.md" ]; then  # cut short: rend
         --markdown "$OUT/bench.md" --plot "$OUT/plots"
 fi
 
+# 4b. Every row as a fraction of the GPU's peak compute (per dtype) and memory bandwidth, the GPU
+#     recognised by name (fastgan_kernels/bench/peaks.py); printed at the end too.
+if [ -s "$OUT/bench.json" ]; then
+    step peaks 20 45 "$PY" -m fastgan_kernels.bench.peaks "$OUT/bench.json"
+fi
+
+# 4c. The whole-generator suite, when this checkout's registry has one (it runs inside "bench" too,
+#     where the budget may cut it short); its rows against the peaks as well.
+if "$PY" -c "import sys; from fastgan_kernels.bench.registry import suite_names; sys.exit('generator' not in suite_names())" \
+        >/dev/null 2>&1; then
+    step generator 100 45 bash -c "\"$PY\" -m fastgan_kernels.cli bench --op generator --device $DEVICE --no-progress \
+        --budget-s 60 --json \"$OUT/generator.json\" --markdown \"$OUT/generator.md\" && \
+        \"$PY\" -m fastgan_kernels.bench.peaks \"$OUT/generator.json\""
+else
+    echo "generator      skipped: no 'generator' suite in this checkout's benchmark registry" >>"$SUMMARY"
+fi
+
 # 5. The same through pytest-benchmark: the quick case set and short rounds (the harness run above
 #    is the full measurement; this checks the pytest-benchmark path and its JSON on the device).
 step pytest_bench 150 0 "$PY" -m pytest benchmarks --benchmark-only --fastgan-device "$DEVICE" --fastgan-quick -q -rs \
@@ -124,5 +142,8 @@ step pytest_bench 150 0 "$PY" -m pytest benchmarks --benchmark-only --fastgan-de
 
 echo "total $(( $(date +%s) - START ))s; $([ $FAILED -eq 0 ] && echo 'all steps passed' || echo 'some steps failed')" \
     >>"$SUMMARY"
+for log in peaks generator; do  # the fractions of peak, on the console as well
+    [ -s "$OUT/$log.log" ] && { echo; echo "== $log"; tail -n +3 "$OUT/$log.log"; }
+done
 cat "$SUMMARY"
 exit $FAILED

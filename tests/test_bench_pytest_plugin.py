@@ -27,7 +27,10 @@ def run_benchmarks(*extra: str) -> subprocess.CompletedProcess:
 def test_json_autosave_and_compare(tmp_path):
     storage = f"file://{tmp_path / 'store'}"
     out = tmp_path / "bench.json"
-    run_benchmarks("--benchmark-json", str(out), "--benchmark-autosave", "--benchmark-storage", storage)
+    proc = run_benchmarks("--benchmark-json", str(out), "--benchmark-autosave", "--benchmark-storage", storage)
+    # the session ends with the harness's summary: speed-ups of the rows that ran and the target lines
+    assert "speed-ups vs eager" in proc.stdout and "fastgan:cpu_ext" in proc.stdout, proc.stdout[-3000:]
+    assert "target fused_linear cpu fp32" in proc.stdout, proc.stdout[-3000:]
     data = json.loads(out.read_text())
     info = data["machine_info"]
     assert info["cpu_model"] and info["torch_version"] and "allocator" in info

@@ -40,9 +40,18 @@ def _cuda_macros_shim(includes, tmp):
     return tmp
 
 
+def nvcc_command(src: str, obj: str, shim_dir: str, archs=None) -> list:
+    """The nvcc -c command line for one source (the shim header, if needed, is written into shim_dir)."""
+    includes = cpp_extension.include_paths() + [sysconfig.get_paths()["include"], os.path.join(ROOT, "csrc")]
+    includes.append(_cuda_macros_shim(includes, shim_dir))
+    flags = [f"-std={_cxx_standard()}", "-O3", "--expt-relaxed-constexpr", "-DFASTGAN_WITH_CUDA=1",
+             f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}", "-Xcompiler", "-fPIC"]
+    flags += [f"-gencode=arch=compute_{a},code=sm_{a}" for a in (archs or ARCHS)]
+    return [shutil.which("nvcc") or "nvcc", "-c", src, "-o", obj, *flags, *[f"-I{p}" for p in includes]]
+
+
 def main() -> int:
-    nvcc = shutil.which("nvcc")
-    if nvcc is None:
+    if shutil.which("nvcc") is None:
         print("nvcc not found: nothing checked")
         return 0
     # Optional arguments name the sources to check (while iterating on one file); default: all.
@@ -50,16 +59,10 @@ def main() -> int:
     if not sources:
         print("no CUDA sources found under csrc/cuda", file=sys.stderr)
         return 1
-    includes = cpp_extension.include_paths() + [sysconfig.get_paths()["include"], os.path.join(ROOT, "csrc")]
-    flags = [f"-std={_cxx_standard()}", "-O3", "--expt-relaxed-constexpr", "-DFASTGAN_WITH_CUDA=1",
-             f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}", "-Xcompiler", "-fPIC"]
-    flags += [f"-gencode=arch=compute_{a},code=sm_{a}" for a in ARCHS]
     failed = []
     with tempfile.TemporaryDirectory() as tmp:
-        includes.append(_cuda_macros_shim(includes, tmp))
         for src in sources:
-            obj = os.path.join(tmp, os.path.basename(src) + ".o")
-            cmd = [nvcc, "-c", src, "-o", obj, *flags, *[f"-I{p}" for p in includes]]
+            cmd = nvcc_command(src, os.path.join(tmp, os.path.basename(src) + ".o"), tmp)
             print(f"nvcc -c {os.path.relpath(src, ROOT)} (sm_{', sm_'.join(ARCHS)})", flush=True)
             if subprocess.run(cmd).returncode != 0:
                 failed.append(src)

@@ -87,8 +87,11 @@ struct SimtTileLoader {
 };
 
 // Grid: x over row tiles (BM), y over column tiles (BN). Static shared memory (17 KB).
+// Two blocks per SM cap registers at 128 per thread; the backward's prologue (y's values held next
+// to the 8 x 8 accumulator) needs more, and at 128 ptxas spilled 36-68 B on sm_80
+// (docs/gpu_resources.md), so prologue kernels ask for one block per SM instead.
 template <typename T, class Cfg, bool PROLOGUE>
-__global__ void __launch_bounds__(Cfg::THREADS, 2) gemm_simt_kernel(GemmProblem<T> p) {
+__global__ void __launch_bounds__(Cfg::THREADS, PROLOGUE ? 1 : 2) gemm_simt_kernel(GemmProblem<T> p) {
   constexpr int BM = Cfg::BM, BN = Cfg::BN, BK = Cfg::BK;
   using LoaderA = SimtTileLoader<T, BM, BK, Cfg::THREADS, PROLOGUE>;
   using LoaderB = SimtTileLoader<T, BN, BK, Cfg::THREADS, false>;

@@ -11,10 +11,15 @@ grouped by shape; the harness's figures (GFLOP/s, GB/s, speed-up over eager and 
 torch.compile from the same session, max errors, correctness) go into ``extra_info``.
 Providers that cannot run are skipped with their reason. On CUDA the fixture's timer
 synchronises the device at the edges of each round (one round = many calls), never
-per call. Options: ``--fastgan-device {auto,cpu,cuda}``, ``--fastgan-cases {full,default,quick}``
-(default ``full``: every suite's full grid, e.g. each sparsity x block x shape of the block-sparse
-suite; ``default`` is the case set of ``fastgan-kernels bench``), ``--fastgan-quick`` (= ``--fastgan-cases
-quick``). A call slower than the suite's max_run_time (torch.sparse BSR at low sparsity) gets
+per call. Options: ``--fastgan-device {auto,cpu,cuda}``, ``--fastgan-cases {default,full,quick}``
+(default ``quick``: a few representative shapes of every suite, minutes on two cores; ``default`` is
+the set ``fastgan-kernels bench`` times, about three times as many tests; ``full`` is every suite's
+full grid, e.g. each sparsity x block x shape of the block-sparse suite, hours on a CPU),
+``--fastgan-quick`` (= ``--fastgan-cases quick``). Unless the command line
+sets them, rounds are bounded at ``--benchmark-max-time`` 0.25 s (pytest-benchmark's default is 1 s;
+the harness's own bound is of that order, and the whole default set then finishes in minutes).
+The session ends with the harness's summary of the rows that ran (geomean speed-ups over eager and
+torch.compile, fast_p) and the suites' target lines. A call slower than the suite's max_run_time (torch.sparse BSR at low sparsity) gets
 one round of ``benchmark.pedantic``, the harness's bound, instead of pytest-benchmark's five.
 Suites that judge by signal-to-noise (int8) or time whole models add SQNR / PSNR and
 images/s to ``extra_info``, and those with a peer group the speed-up over the fastest peer measured
@@ -24,7 +29,8 @@ from __future__ import annotations
 
 import pytest
 
-from . import allocator, machine, runner, timing
+from . import allocator, machine, render, runner, timing
+from .report import Report
 from .registry import CASE_SETS, get_suite
 
 allocator.configure()  # before any benchmark allocates: every provider under the same settings
@@ -35,9 +41,41 @@ def pytest_addoption(parser):
     group.addoption("--fastgan-device", default="auto", choices=("auto", "cpu", "cuda"),
                     help="device of the benchmark cases (auto: cuda when available)")
     group.addoption("--fastgan-quick", action="store_true", help="the --quick set of cases (= --fastgan-cases quick)")
-    group.addoption("--fastgan-cases", default="full", choices=CASE_SETS,
-                    help="which case set of each suite: full (default: every sparsity x block x shape, every "
-                         "int8 layer), default (what `fastgan-kernels bench` runs) or quick")
+    group.addoption("--fastgan-cases", default="quick", choices=CASE_SETS,
+                    help="which case set of each suite: quick (the default: a few shapes of every suite, minutes "
+                         "on two cores), default (what `fastgan-kernels bench` runs: ~15 min through pytest-benchmark "
+                         "on two busy cores) or full (every sparsity x block x shape, every int8 layer: hours)")
+
+
+_ROUND_TIME_S = 0.25  # pytest-benchmark's max_time per test unless the command line sets one
+_REPORT = pytest.StashKey[Report]()
+
+
+def pytest_configure(config):
+    """Shorter rounds than pytest-benchmark's 1 s default (the command line wins), and the session report."""
+    if hasattr(config.option, "benchmark_max_time") and not any(
+            a.startswith("--benchmark-max-time") for a in config.invocation_params.args):
+        config.option.benchmark_max_time = _ROUND_TIME_S
+    config.stash[_REPORT] = Report()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """The harness's summary of what ran: geomean speed-ups per op/dtype/provider and the target lines."""
+    report = config.stash.get(_REPORT, None)
+    if report is None or not report.rows:
+        return
+    groups: dict = {}
+    for row in report.rows:
+        groups.setdefault((row.op, row.case), []).append(row)
+    for (op, _), rows in groups.items():  # speed-ups from this session's medians where eager ran too
+        suite = get_suite(op)
+        if any(r.provider == suite.baseline for r in rows):
+            runner._speedups(rows, suite)
+    tr = terminalreporter
+    tr.section("fastgan: speed-ups vs eager (geomeans over correct rows) and targets")
+    tr.write_line(render.summary_table(report.summary(), render._table))
+    for line in render.target_lines(report):
+        tr.write_line(line)
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
@@ -180,6 +218,14 @@ def bench_op(op: str):
             if peers:
                 info["peer"], info["speedup_vs_peer"] = min(peers)[1], min(peers)[0] / median
         benchmark.extra_info.update(info)
+        if stats is not None:
+            s = stats.stats
+            row.set_timing(s.median, s.q1, s.q3, s.rounds, s.rounds, "pytest-benchmark")
+            row.speedup_vs_eager, row.speedup_vs_compile = info["speedup_vs_eager"], info["speedup_vs_compile"]
+            row.peer, row.speedup_vs_peer = info.get("peer"), info.get("speedup_vs_peer")
+            report = request.config.stash[_REPORT]
+            report.suites.setdefault(op, runner.suite_info(suite, suite.select_providers(None)))
+            report.rows.append(row)
         snr = "".join(f", {name} {value:.1f} dB" for name, value in (("SQNR", row.sqnr_db), ("PSNR", row.psnr_db))
                       if value is not None)
         assert row.correct, (f"{provider.name} on {case.id} differs from the reference: max abs err "

@@ -59,6 +59,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from . import _resources
 from ._activation import check_code, bias_activation_epilogue, grad_from_output
 from ._common import INTERPRET, device_guard, f32_dot, pow2_cap, tune_key
 
@@ -66,8 +67,9 @@ if INTERPRET:  # interpreted in numpy: one small tile; M = 17 still spans two ti
     _DENSE_TILES = _SDDMM_TILES = [(16, 1, 1)]
     _DENSE_SUB = _SDDMM_SUB = (32, 32)  # (output side, reduction side) caps of a sub-tile
 else:  # (BLOCK_M, num_stages, num_warps)
+    # (16, 3, 8): fp32 with 128-wide sub-tiles (blocks >= 128) within the FMA register budget (_resources)
     _DENSE_TILES = [(128, 3, 8), (128, 4, 4), (64, 3, 4), (64, 4, 4), (32, 4, 4), (32, 5, 2), (16, 4, 2),
-                    (16, 3, 4)]
+                    (16, 3, 4), (16, 3, 8)]
     _SDDMM_TILES = [(128, 3, 8), (128, 3, 4), (64, 4, 4), (64, 3, 8), (32, 5, 4), (32, 4, 2)]
     _DENSE_SUB = (128, 64)
     _SDDMM_SUB = (64, 64)
@@ -77,22 +79,18 @@ def _configs(tiles):
     return [triton.Config({"BLOCK_M": bm}, num_stages=s, num_warps=w) for bm, s, w in tiles]
 
 
-def _fp32_regs(args, bm: int, warps: int) -> float:
-    """fp32 words per thread held by one dot's A, B and accumulator tiles (fp32 dots run on FMAs)."""
+def _tiles(args, bm: int) -> tuple[int, int, int]:
+    """Elements of one step's (A or g.T, V or x, accumulator) tiles: what a config asks of the SM."""
     if "SUB_OUT" in args:  # dense kernel: A [BM, SUB_IN], V [SUB_IN, SUB_OUT], acc [BM, SUB_OUT]
         red, out = args["SUB_IN"], args["SUB_OUT"]
-        words = bm * red + red * out + bm * out
-    else:  # SDDMM: g.T [SUB_N, BM], x [BM, SUB_K], acc [SUB_N, SUB_K]
-        words = args["SUB_N"] * bm + bm * args["SUB_K"] + args["SUB_N"] * args["SUB_K"]
-    return words / (32 * warps)
+        return bm * red, red * out, bm * out
+    # SDDMM: g.T [SUB_N, BM], x [BM, SUB_K], acc [SUB_N, SUB_K]
+    return args["SUB_N"] * bm, bm * args["SUB_K"], args["SUB_N"] * args["SUB_K"]
 
 
 def _prune(configs, named_args, **kwargs):
-    """No BLOCK_M larger than M needs (M = 1 runs 16-row tiles); dedupe what that merges.
-
-    fp32 (exact, FMA) dots keep their operand tiles in registers: configs needing more than 128
-    words per thread spill heavily (seen in ptxas resource usage for sm_90), so they are dropped.
-    """
+    """No BLOCK_M larger than M needs (M = 1 runs 16-row tiles); dedupe what that merges; then keep the
+    configs within the device's shared memory and, for fp32's FMA dots, its registers (_resources)."""
     args = {**named_args, **kwargs}
     cap = pow2_cap(args["M"])
     seen, out = set(), []
@@ -101,11 +99,19 @@ def _prune(configs, named_args, **kwargs):
         if (bm, cfg.num_stages, cfg.num_warps) not in seen:
             seen.add((bm, cfg.num_stages, cfg.num_warps))
             out.append(triton.Config({"BLOCK_M": bm}, num_stages=cfg.num_stages, num_warps=cfg.num_warps))
-    if args.get("F32_DOT") and not INTERPRET:
-        cost = {id(c): _fp32_regs(args, c.kwargs["BLOCK_M"], c.num_warps) for c in out}
-        fitting = [c for c in out if cost[id(c)] <= 128]
-        out = fitting or [min(out, key=lambda c: cost[id(c)])]
-    return out
+    x = args["a_ptr"] if "a_ptr" in args else args["x_ptr"]
+    elem = _resources.element_bytes(x)
+    a_tiles = 2 if args["PROLOGUE"] != 0 else 1  # the prologue loads y's tile next to A's (g's)
+
+    def stage_bytes(cfg):
+        a, b, _ = _tiles(args, cfg.kwargs["BLOCK_M"])
+        return (a_tiles * a + b) * elem
+
+    fp32 = args["F32_DOT"] and not INTERPRET
+    return _resources.keep(out, stage_bytes, _resources.smem_limit(x),
+                           (lambda cfg: sum(_tiles(args, cfg.kwargs["BLOCK_M"]))) if fp32 else None,
+                           acc_elems=lambda cfg: _tiles(args, cfg.kwargs["BLOCK_M"])[2],
+                           acc_budget=None if fp32 else _resources.tc_acc_budget(x, a_tiles == 2))
 
 
 @triton.jit
@@ -370,3 +376,23 @@ def bsr_linear_backward(grad_out: Tensor, y: Optional[Tensor], x: Tensor, values
         if need_bias:  # rows without kept blocks (every row when grad_values is not needed)
             launch(_grad_bias_kernel, nbr, 1, False, True)
     return grad_x, grad_v, grad_b
+
+
+def aot_launches():
+    """(label, thunk) pairs calling this module's launchers on meta tensors, for the ahead-of-time
+    compile check (:mod:`fastgan_kernels.aot`): every dtype, forward and backward (grad_x, the
+    grad_values SDDMM, the grad_bias launch), LeakyReLU, with 32 x 32 blocks (the benchmarks' and
+    ``prune``'s default) and 128 x 128 blocks (sub-tiles at the caps: the largest tiles any block gets)."""
+    M, N, K, nnz = 1024, 4096, 4096, 1024
+    meta = dict(device="meta")
+    for block in (32, 128):
+        nbr, nbc = N // block, K // block
+        ptr, t_ptr = torch.empty(nbr + 1, dtype=torch.int32, **meta), torch.empty(nbc + 1, dtype=torch.int32, **meta)
+        idx = torch.empty(nnz, dtype=torch.int32, **meta)
+        for dtype in (torch.float32, torch.float16, torch.bfloat16):
+            x, y = torch.empty(M, K, dtype=dtype, **meta), torch.empty(M, N, dtype=dtype, **meta)
+            v, b = torch.empty(nnz, block, block, dtype=dtype, **meta), torch.empty(N, dtype=dtype, **meta)
+            name = f"{str(dtype).removeprefix('torch.')} block {block}"
+            yield f"forward {name}", lambda x=x, v=v, b=b, ptr=ptr: bsr_linear_forward(x, v, ptr, idx, b, N, 2, 0.2)
+            yield f"backward {name}", lambda x=x, y=y, v=v, ptr=ptr, t_ptr=t_ptr: bsr_linear_backward(
+                y, y, x, v, ptr, idx, t_ptr, idx, idx, 2, 0.2, True, True, True)

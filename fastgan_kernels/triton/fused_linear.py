@@ -54,6 +54,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from . import _resources
 from ._activation import check_code, bias_activation_epilogue, grad_from_output
 from ._common import INTERPRET, device_guard, f32_dot, grouped_tile_ids, pow2_cap, tune_key
 
@@ -73,6 +74,11 @@ _GPU_TILES = [
     (32, 64, 32, 5, 2),
     (16, 64, 64, 4, 4),
     (16, 32, 128, 3, 2),
+    # Small-K tiles whose fp32 FMA operands and accumulator fit the register budget (_resources):
+    # the fp32 configs (exact fp32 has no tensor cores, so the large tiles above spill).
+    (128, 64, 16, 3, 8),
+    (64, 128, 16, 3, 8),
+    (16, 64, 32, 4, 4),  # (32, 64, 32, 4, 4) was tried: 4 B spills in the 16-bit grad_weight on sm_90
 ]
 
 
@@ -88,7 +94,8 @@ else:
 
 
 def _prune_configs(configs, named_args, **kwargs):
-    """Clamp each config's blocks to what M/N/K can fill (M=1 needs no 256-row tile), then dedupe."""
+    """Clamp each config's blocks to what M/N/K can fill (M=1 needs no 256-row tile), dedupe, then keep
+    the configs within the device's shared memory and, for fp32's FMA dots, its registers (_resources)."""
     args = {**named_args, **kwargs}
     caps = {"BLOCK_M": pow2_cap(args["M"]), "BLOCK_N": pow2_cap(args["N"]), "BLOCK_K": pow2_cap(args["K"])}
     seen, pruned = set(), []
@@ -100,7 +107,21 @@ def _prune_configs(configs, named_args, **kwargs):
         if sig not in seen:
             seen.add(sig)
             pruned.append(triton.Config(meta, num_stages=cfg.num_stages, num_warps=cfg.num_warps))
-    return pruned
+    a_bytes, b_bytes = _resources.element_bytes(args["a_ptr"]), _resources.element_bytes(args["b_ptr"])
+    a_tiles = 2 if args["PROLOGUE"] != 0 else 1  # the prologue loads y's tile next to A's
+
+    def stage_bytes(cfg):
+        bm, bn, bk = cfg.kwargs["BLOCK_M"], cfg.kwargs["BLOCK_N"], cfg.kwargs["BLOCK_K"]
+        return a_tiles * bm * bk * a_bytes + bk * bn * b_bytes
+
+    def fp32_tiles(cfg):
+        bm, bn, bk = cfg.kwargs["BLOCK_M"], cfg.kwargs["BLOCK_N"], cfg.kwargs["BLOCK_K"]
+        return bm * bk + bk * bn + bm * bn
+
+    fp32 = args["F32_DOT"] and not INTERPRET  # the interpreter's bf16 upcast is not an FMA dot
+    return _resources.keep(pruned, stage_bytes, _resources.smem_limit(args["a_ptr"]), fp32_tiles if fp32 else None,
+                           acc_elems=lambda cfg: cfg.kwargs["BLOCK_M"] * cfg.kwargs["BLOCK_N"],
+                           acc_budget=None if fp32 else _resources.tc_acc_budget(args["a_ptr"], a_tiles == 2))
 
 
 @triton.jit
@@ -254,3 +275,16 @@ def fused_linear_backward(grad_out: Tensor, y: Optional[Tensor], x: Tensor, weig
                     N, K if need_weight else 1, M, prologue=act, negative_slope=negative_slope,
                     compute_c=need_weight)
     return grad_x, grad_w, grad_b
+
+
+def aot_launches():
+    """(label, thunk) pairs calling this module's launchers on meta tensors, for the ahead-of-time
+    compile check (:mod:`fastgan_kernels.aot`): every dtype, the forward and both gradient GEMMs,
+    LeakyReLU (the GAN layers' activation; the others change a few epilogue registers)."""
+    M, N, K = 1024, 4096, 4096  # large enough that no config is clamped by the shape
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        x, w = torch.empty(M, K, device="meta", dtype=dtype), torch.empty(N, K, device="meta", dtype=dtype)
+        b, y = torch.empty(N, device="meta", dtype=dtype), torch.empty(M, N, device="meta", dtype=dtype)
+        name = str(dtype).removeprefix("torch.")
+        yield f"forward {name}", lambda x=x, w=w, b=b: fused_linear_forward(x, w, b, 2, 0.2)
+        yield f"backward {name}", lambda x=x, w=w, y=y: fused_linear_backward(y, y, x, w, 2, 0.2, True, True, True)

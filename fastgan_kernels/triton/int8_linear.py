@@ -66,6 +66,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from . import _resources
 from ._activation import check_code, bias_activation_epilogue
 from ._common import INTERPRET, device_guard, grouped_tile_ids, tune_key
 
@@ -89,8 +90,8 @@ _GPU_TILES = [
     (32, 64, 256, 4, 4),
     (64, 32, 128, 5, 2),
     (16, 64, 256, 4, 4),
-    (16, 128, 128, 4, 4),
     (16, 32, 256, 3, 2),
+    # (16, 128, 128, s, 4) spilled 4 B with the int32 epilogue on sm_90 at 3 and 4 stages: dropped
 ]
 _MIN_BLOCK = {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 32}  # tl.dot on int8: K-step 32
 
@@ -107,7 +108,8 @@ else:
 
 
 def _prune_configs(configs, named_args, **kwargs):
-    """Clamp each block to the smallest power of two covering M/N/K (respecting int8 dot minimums), dedupe."""
+    """Clamp each block to the smallest power of two covering M/N/K (respecting int8 dot minimums), dedupe,
+    keep what fits the device's shared memory (_resources)."""
     args = {**named_args, **kwargs}
     dims = {"BLOCK_M": args["M"], "BLOCK_N": args["N"], "BLOCK_K": args["K"]}
     seen, pruned = set(), []
@@ -119,7 +121,13 @@ def _prune_configs(configs, named_args, **kwargs):
         if sig not in seen:
             seen.add(sig)
             pruned.append(triton.Config(meta, num_stages=cfg.num_stages, num_warps=cfg.num_warps))
-    return pruned
+
+    def stage_bytes(cfg):  # int8 A and B tiles, one byte per element
+        return (cfg.kwargs["BLOCK_M"] + cfg.kwargs["BLOCK_N"]) * cfg.kwargs["BLOCK_K"]
+
+    return _resources.keep(pruned, stage_bytes, _resources.smem_limit(args["a_ptr"]),
+                           acc_elems=lambda cfg: cfg.kwargs["BLOCK_M"] * cfg.kwargs["BLOCK_N"],
+                           acc_budget=_resources.tc_acc_budget(args["a_ptr"], prologue=False))
 
 
 @triton.jit
@@ -382,3 +390,24 @@ def int8_linear(xq: Tensor, x_scale: Tensor, wq: Tensor, w_scale: Tensor, bias: 
             ACTIVATION=int(activation) if kind != 2 else 0, I8_VIA_F32=_int8_dot_via_f32(),
         )
     return out
+
+
+def aot_launches():
+    """(label, thunk) pairs calling this module's launchers on meta tensors, for the ahead-of-time
+    compile check (:mod:`fastgan_kernels.aot`): the GEMM's three epilogues (float out with per-token
+    scales, requantised int8 out with a static scale, raw int32) and both quantisers' paths."""
+    M, N, K = 1024, 4096, 4096
+    meta = dict(device="meta")
+    xq, wq = torch.empty(M, K, dtype=torch.int8, **meta), torch.empty(N, K, dtype=torch.int8, **meta)
+    xs, ws = torch.empty(M, **meta), torch.empty(N, **meta)
+    b, one = torch.empty(N, **meta), torch.empty(1, **meta)
+    yield "gemm bf16 out", lambda: int8_linear(xq, xs, wq, ws, b, N, 2, 0.2, torch.bfloat16, None)
+    yield "gemm int8 out", lambda: int8_linear(xq, one, wq, ws, b, N, 2, 0.2, torch.int8, one)
+    yield "gemm int32 out", lambda: int8_linear(xq, one, wq, ws, None, N, 0, 0.0, torch.int32, None)
+    for dtype in (torch.float32, torch.bfloat16):
+        name = str(dtype).removeprefix("torch.")
+        for k in (K, 4 * _QUANT_MAX_BLOCK_K):  # one tile per row / two sweeps
+            x = torch.empty(M, k, dtype=dtype, **meta)
+            yield f"quantize per token {name} K={k}", lambda x=x: quantize_per_token(x)
+        x = torch.empty(M, K, dtype=dtype, **meta)
+        yield f"quantize per tensor {name}", lambda x=x: quantize_per_tensor(x, one)
