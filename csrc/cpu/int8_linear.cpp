@@ -71,6 +71,15 @@ Split split_work(int64_t M, int64_t K, int64_t nblocks, int64_t cols_per_block, 
   return s;
 }
 
+int64_t run_gemm(const GemmArgs& g) {
+  switch (select_path()) {
+    case Path::kAmxEmulated: return gemm_amx_emulated(g);
+    case Path::kAmx: return gemm_amx(g);
+    case Path::kAvx512Vnni: return gemm_vnni(g);
+    default: return gemm_portable(g);
+  }
+}
+
 namespace {
 
 InType in_type(const at::Tensor& x, const char* op) {
@@ -210,15 +219,6 @@ at::Tensor layer_args(GemmArgs& g, std::vector<at::Tensor>& keep, const char* op
   at::Tensor y = at::empty({g.M, N}, opts.dtype(out_dtype));
   e.out = y.data_ptr();
   return y;
-}
-
-int64_t run_gemm(const GemmArgs& g) {
-  switch (select_path()) {
-    case Path::kAmxEmulated: return gemm_amx_emulated(g);
-    case Path::kAmx: return gemm_amx(g);
-    case Path::kAvx512Vnni: return gemm_vnni(g);
-    default: return gemm_portable(g);
-  }
 }
 
 at::Tensor int8_linear_fwd(const at::Tensor& xq, const at::Tensor& x_scale, const at::Tensor& w_packed,

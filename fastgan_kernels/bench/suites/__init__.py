@@ -27,4 +27,5 @@ SUITE_MODULES = (
     "block_sparse_linear",
     "int8_linear",
     "block_sparse_sweep",
+    "generator",
 )
