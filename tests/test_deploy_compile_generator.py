@@ -277,3 +277,17 @@ def test_cuda_graph_replay_matches_per_layer(seed_g):
     want = chain_op.per_layer(z, compiled._tensors(), compiled.meta, compiled.scalars).view(5, 1, 28, 28)
     torch.testing.assert_close(got, want)
     assert (8, z.device) in compiled._graphs.graphs
+
+
+@pytest.mark.parametrize("batch", [1, 3, 8])
+def test_small_batch_dense_path_below_avx512(seed_g, batch):
+    """The AVX2 in-place dot products (chain/dot_avx2.cpp), reached on AVX-512 machines through the ISA cap."""
+    if _ext.max_isa() < _ext.Isa.AVX2:
+        pytest.skip("needs AVX2")
+    compiled = fk.compile_generator(seed_g)
+    z = torch.randn(batch, 100)
+    with torch.no_grad():
+        want = seed_g(z)
+    with _ext.cpu_isa(_ext.Isa.AVX2):
+        got = compiled(z)
+    torch.testing.assert_close(got, want, atol=2e-5, rtol=1e-5)

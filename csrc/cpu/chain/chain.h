@@ -104,6 +104,12 @@ int64_t run_layer_slice(const Layer& L, const Act& in, const Out& out, int64_t r
 // Returns -1 or the first row holding NaN / Inf.
 int64_t quantize_rows_static(const Act& in, int64_t K, float scale, int8_t* q, int64_t r0, int64_t r1);
 
+// Dense fp32 layers at batch <= kSmallBatchRows on CPUs below AVX-512 (dot_avx2.cpp): weight
+// rows read in place, once for every row of the batch, instead of the GEMM core's per-call pack.
+constexpr int64_t kSmallBatchRows = 8;
+bool small_batch_dense_applies(const Layer& L, const Act& in, const Out& out, int64_t rows);
+void small_batch_dense(const Layer& L, const Act& in, const Out& out, int64_t rows, int64_t n0, int64_t n1);
+
 enum class Schedule : int { kAuto = 0, kColumns = 1, kRows = 2 };
 
 struct Error {

@@ -158,6 +158,11 @@ int64_t run_layer_slice(const Layer& L, const Act& in, const Out& out, int64_t r
   if (rows <= 0 || n0 >= n1) return -1;
   switch (L.format) {
     case Format::kDenseF32:
+      if (isa_level() == kAvx2 && small_batch_dense_applies(L, in, out, rows)) {
+        small_batch_dense(L, in, out, rows, n0, n1);
+        return -1;
+      }
+      return dense_slice(L, in, out, rows, n0, n1);
     case Format::kDenseBF16: return dense_slice(L, in, out, rows, n0, n1);
     case Format::kInt8Dynamic:
     case Format::kInt8Static: return int8_slice(L, in, out, rows, n0, n1);

@@ -41,14 +41,18 @@ def _l2_bytes() -> int:
         return 1 << 20
 
 
-def _read_gbps(nbytes: int, seconds: float = 0.2) -> float:
+def _read_gbps(nbytes: int, trials: int = 7, seconds: float = 0.03) -> float:
+    """The best of several short trials: the machine is shared, the best is closest to its capability."""
     buf = torch.ones(nbytes // 4)
     buf.sum()
-    reps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        buf.sum()
-        reps += 1
-    return nbytes * reps / (time.perf_counter() - start) / 1e9
+    best = 0.0
+    for _ in range(trials):
+        reps, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            buf.sum()
+            reps += 1
+        best = max(best, nbytes * reps / (time.perf_counter() - start) / 1e9)
+    return best
 
 
 @functools.lru_cache(maxsize=None)
