@@ -22,7 +22,7 @@ def _sources(pattern):
 
 # torch's BuildExtension adds the C++ standard its headers need (c++17 or c++20).
 def extension():
-    sources = _sources("csrc/*.cpp") + _sources("csrc/cpu/*.cpp")
+    sources = _sources("csrc/*.cpp") + _sources("csrc/cpu/*.cpp") + _sources("csrc/cpu/chain/*.cpp")
     cxx = ["-O3", "-fno-math-errno", "-Wall", "-Wno-unused-function"]
     with_cuda = (
         torch.version.cuda is not None

@@ -119,6 +119,13 @@ TORCH_LIBRARY(fastgan_ext, m) {
   m.def("bsr_int8_linear_dynamic_fwd(Tensor x, Tensor w_packed, Tensor row_ptr, Tensor col_idx, "
         "Tensor w_scale, Tensor? bias, int out_features, int activation, float negative_slope, "
         "ScalarType out_dtype, Tensor? out_scale) -> Tensor");
+  // --- a chain of linear layers in one call (csrc/cpu/mlp_chain.cpp, fastgan_kernels/deploy) --
+  // x [M, K0] float32 through every layer of the packed description (tensors, meta, scalars;
+  // layout in csrc/cpu/mlp_chain.cpp), each in its own format (fp32 / bf16 / int8 dynamic or
+  // static / block-sparse); y [M, N_last] float32. schedule: 0 auto, 1 columns, 2 rows.
+  m.def("mlp_chain(Tensor x, Tensor[] tensors, int[] meta, float[] scalars, int schedule) -> Tensor");
+  m.def("mlp_chain_out(Tensor x, Tensor[] tensors, int[] meta, float[] scalars, int schedule, "
+        "Tensor(a!) out) -> ()");
 }
 
 // `import fastgan_kernels._C` loads the library above; the module itself is empty.

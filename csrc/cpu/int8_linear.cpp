@@ -73,6 +73,15 @@ Split split_work(int64_t M, int64_t K, int64_t nblocks, int64_t cols_per_block, 
   return s;
 }
 
+int64_t run_gemm(const GemmArgs& g) {
+  switch (select_path()) {
+    case Path::kAmxEmulated: return gemm_amx_emulated(g);
+    case Path::kAmx: return gemm_amx(g);
+    case Path::kAvx512Vnni: return gemm_vnni(g);
+    default: return gemm_portable(g);
+  }
+}
+
 namespace {
 
 InType in_type(const at::Tensor& x, const char* op) {
@@ -262,15 +271,6 @@ void weight_args(GemmArgs& g, const char* op, const at::Tensor& w_packed) {
                       "); repack it with int8_pack_weight");
   }
   g.w = packed_view(blob, h);
-}
-
-int64_t run_gemm(const GemmArgs& g) {
-  switch (select_path()) {
-    case Path::kAmxEmulated: return gemm_amx_emulated(g);
-    case Path::kAmx: return gemm_amx(g);
-    case Path::kAvx512Vnni: return gemm_vnni(g);
-    default: return gemm_portable(g);
-  }
 }
 
 at::Tensor int8_linear_fwd(const at::Tensor& xq, const at::Tensor& x_scale, const at::Tensor& w_packed,

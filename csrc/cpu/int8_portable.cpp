@@ -127,7 +127,7 @@ int64_t gemm_portable(const GemmArgs& g) {
             acc[j] += ak[0] * b[4 * j] + ak[1] * b[4 * j + 1] + ak[2] * b[4 * j + 2] + ak[3] * b[4 * j + 3];
         }
         const int cols = static_cast<int>(std::min<int64_t>(kPanel, g.N - p * kPanel));
-        for (int j = 0; j < cols; ++j) store_portable(g.e, g.N, m, p * kPanel + j, acc[j]);
+        for (int j = 0; j < cols; ++j) store_portable(g.e, g.e.ld(g.N), m, p * kPanel + j, acc[j]);
       }
     }
   });

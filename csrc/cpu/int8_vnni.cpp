@@ -71,7 +71,7 @@ int64_t gemm_vnni(const GemmArgs& g) {
   parallel_for(0, s.tasks, s.grain, [&](int64_t b, int64_t e) {
     avx512::TileCtx t;
     t.e = &g.e;
-    t.ldo = g.N;
+    t.ldo = g.e.ld(g.N);
     for (int64_t task = b; task < e; ++task) {
       const int64_t nb = task / s.msplit, part = task % s.msplit;
       const int64_t p0 = nb * kNV, np = std::min<int64_t>(kNV, g.w.panels - p0);

@@ -150,7 +150,7 @@ static int64_t run_amx(const GemmArgs& g) {
     AmxThreadGuard tiles;  // tile configuration is per thread
     avx512::TileCtx t;
     t.e = &g.e;
-    t.ldo = g.N;
+    t.ldo = g.e.ld(g.N);
     for (int64_t task = b; task < e; ++task) {
       const int64_t nb = task / s.msplit, part = task % s.msplit;
       const int64_t p0 = nb * 2;

@@ -94,7 +94,10 @@ struct Epilogue {
   float slope = 0.f;
   OutKind kind = OutKind::kF32;
   float out_scale = 1.f;           // int8 output only
-  void* out = nullptr;             // [M, N] row-major, leading dimension N
+  void* out = nullptr;             // [M, N] row-major, leading dimension ldo
+  int64_t ldo = 0;                 // elements between output rows; 0 means N (a column slice
+                                   // of a wider output, as in the layer chain, sets it)
+  int64_t ld(int64_t n) const { return ldo ? ldo : n; }
 };
 
 // A float A (int8_linear_dynamic_fwd), quantised per token while the GEMM packs it.
@@ -148,6 +151,8 @@ int64_t gemm_portable(const GemmArgs& g);
 int64_t gemm_vnni(const GemmArgs& g);
 int64_t gemm_amx(const GemmArgs& g);
 int64_t gemm_amx_emulated(const GemmArgs& g);
+// The GEMM of the path select_path() picks now (one of the above).
+int64_t run_gemm(const GemmArgs& g);
 
 // Work split shared by the vector GEMMs: `nblocks` column blocks, each optionally split into
 // `msplit` row ranges (only when there are too few column blocks to keep every thread busy),

@@ -29,4 +29,5 @@ SUITE_MODULES = (
     "block_sparse_sweep",
     "converted_models",
     "block_sparse_int8",
+    "generator",
 )
