@@ -73,6 +73,14 @@ def test_failures_lists_errors_and_wrong_results():
     assert [r.provider for r in report.failures()] == ["eager", "fastgan:cpu_ext"]
 
 
+def test_an_inaccurate_peer_is_reported_not_a_failure():
+    report = make_report()
+    peers = [r for r in report.rows if r.kind == "peer"]
+    assert peers, "make_report() has a peer row"
+    peers[0].correct = False
+    assert peers[0] not in report.failures() and report.inaccurate_peers() == [peers[0]]
+
+
 def test_from_dict_refuses_other_files():
     with pytest.raises(ValueError, match="not a fastgan benchmark report"):
         Report.from_dict({"schema": "something-else"})

@@ -113,8 +113,15 @@ class Report:
         return checks
 
     def failures(self) -> list[Row]:
-        """Rows that errored or gave a wrong answer."""
-        return [r for r in self.rows if r.status != "ok" or r.correct is False]
+        """Rows that errored, and our kernels or the eager baseline giving a wrong answer.
+
+        A peer's inaccuracy is the peer's own (oneDNN's int8 without AVX512-VNNI quantises with a
+        reduced range: ~20 dB SQNR): it is reported (:meth:`inaccurate_peers`), not a failure."""
+        return [r for r in self.rows if r.status != "ok" or (r.correct is False and r.kind != "peer")]
+
+    def inaccurate_peers(self) -> list[Row]:
+        """Peer rows that ran but missed the suite's accuracy bar."""
+        return [r for r in self.rows if r.status == "ok" and r.correct is False and r.kind == "peer"]
 
     def add_skip(self, op: str, provider: str, device: str, reason: str, dtype: str) -> None:
         for s in self.skipped:
