@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from fastgan_kernels import backends
+from fastgan_kernels._ext import cpu_features
 from fastgan_kernels.bench import registry, runner, timing
 from fastgan_kernels.bench.report import Report, Row
 from fastgan_kernels.bench.suites import _common, _int8_checks
@@ -86,6 +87,12 @@ def test_correct_means_sqnr_or_psnr(suite):
     assert not i8.compare(model, ref + 0.05, ref)[2]  # 32 dB
 
 
+# The peers' own accuracy floor. Without AVX512-VNNI, oneDNN's int8 kernels use u8 x s8 products
+# summed in int16 (vpmaddubsw) and quantise with a reduced range to avoid its saturation, which
+# costs them ~2 dB: onednn.qlinear_pointwise measured 18.6 dB on the tiny layer on an AVX2-only CPU.
+_PEER_SQNR_FLOOR = 20 if cpu_features().get("avx512_vnni") else 15
+
+
 def test_tiny_real_run(suite, monkeypatch):
     """Every peer on a small layer and on a tiny generator, plus the fastgan reference backend."""
     monkeypatch.setitem(_common.GENERATORS, "tiny", lambda: MLPGenerator(16, (64,), 4, 1))
@@ -102,7 +109,7 @@ def test_tiny_real_run(suite, monkeypatch):
         for r in rows.values():  # (the kernels' own accuracy is tests/test_int8_op.py's business)
             assert r.status == "ok", (r.provider, r.error)
             assert r.peer in i8.INT8_PEERS and r.speedup_vs_peer > 0 and r.sqnr_db is not None, r.provider
-            assert r.sqnr_db > 20 or r.provider.startswith("fastgan:cpu_ext"), (r.provider, r.sqnr_db)
+            assert r.sqnr_db > _PEER_SQNR_FLOOR or r.provider.startswith("fastgan:cpu_ext"), (r.provider, r.sqnr_db)
         best = min((rows[p].median_s, p) for p in i8.INT8_PEERS if p in rows)[1]
         assert rows[best].speedup_vs_peer == pytest.approx(1.0) and rows[best].peer == best
         for name in ("eager", i8.BF16, "fastgan:reference"):

@@ -279,15 +279,18 @@ def test_cuda_graph_replay_matches_per_layer(seed_g):
     assert (8, z.device) in compiled._graphs.graphs
 
 
+@pytest.mark.parametrize("kind", ["plain", "int8_static", "int8_dynamic"])
 @pytest.mark.parametrize("batch", [1, 3, 8])
-def test_small_batch_dense_path_below_avx512(seed_g, batch):
-    """The AVX2 in-place dot products (chain/dot_avx2.cpp), reached on AVX-512 machines through the ISA cap."""
+def test_small_batch_paths_below_avx512(seed_g, kind, batch):
+    """The AVX2 small-batch paths (chain/dot_avx2.cpp, chain/int8_avx2.cpp) against the per-layer modules
+    on the same ISA (the portable int8 kernel), reached on AVX-512 machines through the ISA cap."""
     if _ext.max_isa() < _ext.Isa.AVX2:
         pytest.skip("needs AVX2")
-    compiled = fk.compile_generator(seed_g)
+    model = _variant(seed_g, kind)
+    compiled = fk.compile_generator(model)
     z = torch.randn(batch, 100)
-    with torch.no_grad():
-        want = seed_g(z)
+    with torch.no_grad(), _ext.cpu_isa(_ext.Isa.AVX2):
+        want = model(z)
     with _ext.cpu_isa(_ext.Isa.AVX2):
         got = compiled(z)
     torch.testing.assert_close(got, want, atol=2e-5, rtol=1e-5)

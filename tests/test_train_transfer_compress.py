@@ -91,7 +91,8 @@ def test_int8_calibrated_on_latents_saves_and_loads(tmp_path, source):
     assert info["quantize"]["model_sqnr_db"] > 25 and info["psnr_db_vs_uncompressed"] > 25
     path = save_compressed(str(tmp_path / "g_int8.pt"), q, model, info)
     loaded, meta = build_generator(path)
-    assert meta["compression"] == {"quantize": {"mode": "static", "observer": "max"}}
+    assert meta["compression"] == {"quantize": {"mode": "static", "observer": "max",
+                                                "model_sqnr_db": info["quantize"]["model_sqnr_db"]}}
     z = torch.randn(7, 16)
     with torch.no_grad():
         torch.testing.assert_close(loaded(z), q(z))

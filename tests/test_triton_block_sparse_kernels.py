@@ -224,15 +224,24 @@ def test_bad_arguments_are_refused():
 
 
 def test_gpu_config_pruning(monkeypatch):
-    # What the GPU autotuner would try: BLOCK_M capped by M; fp32 (FMA) dots drop configs whose
-    # operand + accumulator tiles exceed 128 registers per thread (they spill on sm_90).
+    # What the GPU autotuner would try (fastgan_kernels/triton/_resources.py): BLOCK_M capped by M; fp32
+    # (FMA) dots drop configs whose operand + accumulator tiles exceed the register budget (keeping the
+    # cheapest when none fits); tensor-core accumulators are capped on sm_80, not for Hopper's forward.
+    from fastgan_kernels.triton import _resources
+
     monkeypatch.setattr(kernels, "INTERPRET", False)
     gpu = kernels._configs([(128, 3, 8), (128, 4, 4), (64, 3, 4), (16, 3, 4)])
-    dense = dict(SUB_IN=64, SUB_OUT=128)
+    f32, f16 = torch.empty(1), torch.empty(1, dtype=torch.float16)
+    dense = dict(SUB_IN=64, SUB_OUT=128, PROLOGUE=0)
     keep = lambda cfgs: [(c.kwargs["BLOCK_M"], c.num_warps) for c in cfgs]  # noqa: E731
-    assert keep(kernels._prune(gpu, {"M": 4096}, F32_DOT=True, **dense)) == [(128, 8), (16, 4)]
-    assert keep(kernels._prune(gpu, {"M": 4096}, F32_DOT=False, **dense)) == [(128, 8), (128, 4), (64, 4), (16, 4)]
-    capped = kernels._prune(gpu, {"M": 3}, F32_DOT=False, **dense)  # BLOCK_M 16 everywhere, duplicates merged
-    assert [(c.kwargs["BLOCK_M"], c.num_stages, c.num_warps) for c in capped] == [(16, 3, 8), (16, 4, 4), (16, 3, 4)]
-    sddmm = dict(SUB_N=64, SUB_K=64)
-    assert keep(kernels._prune(gpu, {"M": 4096}, F32_DOT=True, **sddmm)) == [(128, 8), (64, 4), (16, 4)]
+    with _resources.target_arch(90):
+        assert keep(kernels._prune(gpu, {"M": 4096, "a_ptr": f32}, F32_DOT=True, **dense)) == [(16, 4)]
+        assert keep(kernels._prune(gpu, {"M": 4096, "a_ptr": f16}, F32_DOT=False, **dense)) == [
+            (128, 8), (128, 4), (64, 4), (16, 4)]
+        capped = kernels._prune(gpu, {"M": 3, "a_ptr": f16}, F32_DOT=False, **dense)  # BLOCK_M 16, merged
+        assert [(c.kwargs["BLOCK_M"], c.num_stages, c.num_warps) for c in capped] == [(16, 3, 8), (16, 4, 4), (16, 3, 4)]
+        sddmm = dict(SUB_N=64, SUB_K=64, PROLOGUE=2)
+        assert keep(kernels._prune(gpu, {"M": 4096, "x_ptr": f32}, F32_DOT=True, **sddmm)) == [(16, 4)]
+    with _resources.target_arch(80):  # mma.sync: accumulators of at most 64 words per thread
+        assert keep(kernels._prune(gpu, {"M": 4096, "a_ptr": f16}, F32_DOT=False, **dense)) == [
+            (128, 8), (64, 4), (16, 4)]

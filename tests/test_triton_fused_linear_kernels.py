@@ -143,12 +143,17 @@ def test_op_end_to_end_forward_and_backward(dtype, act):
 
 
 def test_config_pruning_clamps_blocks_to_the_shape():
+    from fastgan_kernels.triton import _resources
+
     configs = [kernels._config(bm, bn, bk, 8, s, w) for bm, bn, bk, s, w in kernels._GPU_TILES]
-    pruned = kernels._prune_configs(configs, {"M": 1, "N": 20, "K": 3000})
+    half = torch.empty(1, dtype=torch.float16)
+    args = dict(a_ptr=half, b_ptr=half, PROLOGUE=0, F32_DOT=False)
+    pruned = kernels._prune_configs(configs, {"M": 1, "N": 20, "K": 3000, **args})
     assert pruned and len(pruned) <= len(configs)
     assert all(c.kwargs["BLOCK_M"] == 16 and c.kwargs["BLOCK_N"] <= 32 for c in pruned)
     assert max(c.kwargs["BLOCK_K"] for c in pruned) == 128
-    assert len(kernels._prune_configs(configs, {"M": 4096, "N": 4096, "K": 4096})) == len(configs)
+    with _resources.target_arch(90):  # every 16-bit forward tile fits an H100 (docs/gpu_resources.md)
+        assert len(kernels._prune_configs(configs, {"M": 4096, "N": 4096, "K": 4096, **args})) == len(configs)
 
 
 def test_autotune_keys_bucket_batch_sizes():

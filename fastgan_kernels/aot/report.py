@@ -94,10 +94,12 @@ def markdown(vs: list[Variant], wall: float, command: str) -> str:
            "config in on that arch, so the autotuner may time it; pruned configs are listed for the record.",
            "", "Shared memory per block: " + ", ".join(
                f"{ARCH_NAMES[a]} {_resources.SMEM_PER_BLOCK[a]:,} B" for a in archs) + ".", "",
-           "## Summary", "", "| arch | " + " | ".join(next(iter(counts(vs).values())).keys()) + " |",
-           "| --- |" + " --- |" * len(next(iter(counts(vs).values())))]
-    for arch, cnt in counts(vs).items():
-        out.append(f"| {arch} | " + " | ".join(str(n) for n in cnt.values()) + " |")
+           "## Summary", ""]
+    per_arch = counts(vs)
+    keys = list(dict.fromkeys(k for cnt in per_arch.values() for k in cnt))  # sm_90 adds the wgmma columns
+    out += ["| arch | " + " | ".join(keys) + " |", "| --- |" + " --- |" * len(keys)]
+    for arch, cnt in per_arch.items():
+        out.append(f"| {arch} | " + " | ".join(str(cnt.get(k, "-")) for k in keys) + " |")
     by_kernel = collections.defaultdict(lambda: collections.defaultdict(dict))
     for v in vs:
         by_kernel[v.kernel][(v.launch.label, v.config_name)][v.arch] = v

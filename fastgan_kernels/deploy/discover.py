@@ -20,7 +20,9 @@ from typing import Optional
 import torch
 from torch import fx, nn
 
-from ..convert._rewrite import Act, _activation_of_node, _Tracer
+from ..convert._rewrite import _Tracer
+from ..convert.recognize import Act
+from ..convert.recognize import activation_of_node as _activation_of_node
 from ..nn import BlockSparseLinear, FusedLinear, Int8Linear
 
 LAYER_TYPES = (nn.Linear, FusedLinear, Int8Linear, BlockSparseLinear)

@@ -6,6 +6,7 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor, nn
 
+from ..ops import _fastpath
 from ..ops import mlp_chain as op
 from . import cuda_graphs
 from .plan import FORMAT_NAMES, LayerPlan, describe
@@ -41,7 +42,14 @@ class CompiledGenerator(nn.Module):
             self.register_buffer(name, t, persistent=False)
             self._names.append(name)
         self._graphs = cuda_graphs.GraphCache(self._run_per_layer, self.in_features, cuda_graphs_max_batch)
+        self._refresh()
         super().train(False)
+
+    def _refresh(self) -> None:
+        """What the eager CPU fast path of forward() reads: no per-call list building or device lookups."""
+        tensors = self._tensors()
+        self._packed = (tensors, self.meta, self.scalars, self.schedule)
+        self._cpu_kernel = tensors[0].device.type == "cpu" and op._has_cpu_kernel()
 
     # -- state ---------------------------------------------------------------------------------
     def _tensors(self) -> list[Tensor]:
@@ -55,6 +63,7 @@ class CompiledGenerator(nn.Module):
     def _apply(self, fn, recurse=True):
         super()._apply(fn, recurse)
         self._graphs.graphs.clear()  # captured on the old tensors
+        self._refresh()
         return self
 
     # -- forward -------------------------------------------------------------------------------
@@ -86,6 +95,13 @@ class CompiledGenerator(nn.Module):
         return y if out is None else out
 
     def forward(self, z: Tensor, labels: Optional[Tensor] = None, *, out: Optional[Tensor] = None) -> Tensor:
+        # The common serving call (eager, CPU, float32 [M, K], nothing tracing) in as few Python
+        # operations as possible: the checks chain() makes, then the kernel itself.
+        if (out is None and labels is None and self._cpu_kernel and self.front is None and type(z) is Tensor
+                and z.dtype is torch.float32 and z.dim() == 2 and z.shape[1] == self.in_features
+                and not z.requires_grad and z.device.type == "cpu" and _fastpath.eligible(z)):
+            y = torch.ops.fastgan_ext.mlp_chain.default(z, *self._packed)
+            return y if self.tail is None else y.view(y.shape[0], *self.tail)
         if self.training:
             raise RuntimeError("CompiledGenerator is inference only")
         if self.front is not None:

@@ -53,6 +53,9 @@ def _layer_info(name: str, m: nn.Module) -> dict:
     if kind == "BlockSparseLinear":
         row.update(format="bsr" if m.mode == "bsr" else "masked", sparsity=round(m.sparsity, 4),
                    block=list(m.block), nnz_blocks=m.nnz_blocks)
+    elif kind == "BlockSparseInt8Linear":  # pruned and quantised, kept sparse
+        row.update(format="bsr_int8", input_quant=m.input_quant, sparsity=round(m.sparsity, 4),
+                   block=list(m.block), nnz_blocks=m.nnz_blocks)
     elif kind == "Int8Linear":
         row.update(format="int8", input_quant=m.input_quant)
         w = getattr(m, "weight_int8", None)

@@ -108,7 +108,7 @@ def compress_generator(g: nn.Module, model: dict, prune_sparsity: float = 0.0, b
 
 def save_compressed(path: str, g: nn.Module, model: dict, compression: dict) -> str:
     """Write a compressed generator (see the module docstring) atomically."""
-    spec = {k: {kk: vv for kk, vv in v.items() if kk in ("sparsity", "block", "mode", "observer")}
+    spec = {k: {kk: vv for kk, vv in v.items() if kk in ("sparsity", "block", "mode", "observer", "model_sqnr_db")}
             for k, v in compression.items() if k in ("prune", "quantize")}
     blob = {"format": COMPRESSED_FORMAT, "builder": generator_builder(model), "model": dict(model),
             "compression": spec, "state_dict": {k: v.detach().cpu() for k, v in g.state_dict().items()},

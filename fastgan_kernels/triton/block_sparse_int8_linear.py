@@ -25,6 +25,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from . import _resources
 from ._common import INTERPRET, device_guard, pow2_cap, tune_key
 from .block_sparse_linear import heavy_first
 from .int8_linear import MAX_K, _OUT_KIND, _int8_dot_via_f32, store_int8_epilogue
@@ -47,7 +48,14 @@ def _prune(configs, named_args, **kwargs):
         if key not in seen:
             seen.add(key)
             out.append(triton.Config({"BLOCK_M": key[0]}, num_stages=key[1], num_warps=key[2]))
-    return out
+    # Shared memory and accumulator registers per arch (_resources), as for the dense int8 GEMM:
+    # one stage holds an x tile [BLOCK_M, SUB_IN] and a block tile [SUB_OUT, SUB_IN], one byte each.
+    args = {**named_args, **kwargs}
+    sub_in, sub_out = args["SUB_IN"], args["SUB_OUT"]
+    return _resources.keep(out, lambda cfg: (cfg.kwargs["BLOCK_M"] + sub_out) * sub_in,
+                           _resources.smem_limit(args["x_ptr"]),
+                           acc_elems=lambda cfg: cfg.kwargs["BLOCK_M"] * sub_out,
+                           acc_budget=_resources.tc_acc_budget(args["x_ptr"], prologue=False))
 
 
 @triton.jit
@@ -145,3 +153,24 @@ def bsr_int8_linear(xq: Tensor, x_scale: Tensor, values: Tensor, row_ptr: Tensor
             ACTIVATION=int(activation) if kind != 2 else 0, I8_VIA_F32=_int8_dot_via_f32(),
         )
     return out
+
+
+def aot_launches():
+    """(label, thunk) pairs calling this module's launcher on meta tensors, for the ahead-of-time
+    compile check (:mod:`fastgan_kernels.aot`): 16-wide blocks (the masked 32-wide reduction tile),
+    32 x 32 (``prune``'s default) and 128 x 128 (sub-tiles at the caps), each with the three
+    epilogues (float with per-token scales, requantised int8, raw int32)."""
+    M, N, K, nnz = 1024, 4096, 4096, 1024
+    meta = dict(device="meta")
+    xq = torch.empty(M, K, dtype=torch.int8, **meta)
+    xs, ws, b, one = torch.empty(M, **meta), torch.empty(N, **meta), torch.empty(N, **meta), torch.empty(1, **meta)
+    for block in (16, 32, 128):
+        ptr = torch.empty(N // block + 1, dtype=torch.int32, **meta)
+        idx = torch.empty(nnz, dtype=torch.int32, **meta)
+        v = torch.empty(nnz, block, block, dtype=torch.int8, **meta)
+        yield f"block {block} bf16 out", lambda v=v, ptr=ptr, idx=idx: bsr_int8_linear(
+            xq, xs, v, ptr, idx, ws, b, N, 2, 0.2, torch.bfloat16, None)
+        yield f"block {block} int8 out", lambda v=v, ptr=ptr, idx=idx: bsr_int8_linear(
+            xq, one, v, ptr, idx, ws, b, N, 2, 0.2, torch.int8, one)
+        yield f"block {block} int32 out", lambda v=v, ptr=ptr, idx=idx: bsr_int8_linear(
+            xq, one, v, ptr, idx, ws, None, N, 0, 0.0, torch.int32, None)

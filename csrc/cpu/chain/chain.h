@@ -93,7 +93,10 @@ struct Out {
 
 // Per-thread working memory a slice may need (grow-only, thread-local; layer.cpp).
 void* thread_buffer(int slot, int64_t bytes);
-enum BufferSlot : int { kSlotScales = 0, kSlotBsrOut = 1, kSlotQuant = 2, kSlotPing = 3, kSlotPong = 4, kSlotCount = 5 };
+enum BufferSlot : int {
+  kSlotScales = 0, kSlotBsrOut = 1, kSlotQuant = 2, kSlotPing = 3, kSlotPong = 4, kSlotSmallInt8 = 5, kSlotQuant2 = 6,
+  kSlotCount = 7
+};
 
 // Rows [0, rows) x columns [n0, n1) of layer L from `in` (already at its first row) into
 // `out` (at its first row). One thread. Returns -1, or the first row (relative) whose float
@@ -109,6 +112,11 @@ int64_t quantize_rows_static(const Act& in, int64_t K, float scale, int8_t* q, i
 constexpr int64_t kSmallBatchRows = 8;
 bool small_batch_dense_applies(const Layer& L, const Act& in, const Out& out, int64_t rows);
 void small_batch_dense(const Layer& L, const Act& in, const Out& out, int64_t rows, int64_t n0, int64_t n1);
+// int8 layers at batch <= kSmallBatchRows on CPUs with AVX2 but no AVX512-VNNI (int8_avx2.cpp):
+// the packed blob read in place with vpmaddwd instead of the portable scalar kernel. Returns -1
+// or the first input row holding NaN / Inf (dynamic quantisation).
+bool small_batch_int8_applies(const Layer& L, const Act& in, int64_t rows);
+int64_t small_batch_int8(const Layer& L, const Act& in, const Out& out, int64_t rows, int64_t n0, int64_t n1);
 
 enum class Schedule : int { kAuto = 0, kColumns = 1, kRows = 2 };
 
