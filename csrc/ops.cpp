@@ -33,6 +33,9 @@ int64_t set_cpu_isa(int64_t cap) {
 // Test-only: route bf16 CPU GEMMs through the AMX kernel compiled against the scalar tile
 // emulation (csrc/cpu/amx_emulation.h), so the AMX tiling is tested on machines without AMX.
 bool set_amx_emulation(bool on) { return fastgan::cpu::gemm::set_amx_emulation(on); }
+// Test-only: allow (true, default) or forbid the vendor-GEMM fp32 path below AVX-512, so
+// the AVX2 micro-kernel stays testable on AVX2 machines.
+bool set_blas_gemm(bool on) { return fastgan::cpu::gemm::set_blas_gemm(on); }
 // Test-only: the CPU GEMM path the fused-linear kernels take now for `dtype`.
 std::string fused_linear_cpu_path(c10::ScalarType dtype) {
   using fastgan::cpu::gemm::DType;
@@ -51,6 +54,7 @@ TORCH_LIBRARY(fastgan_ext, m) {
   m.def("cpu_max_isa_level() -> int", &cpu_max_isa_level);
   m.def("set_cpu_isa(int cap) -> int", &set_cpu_isa);
   m.def("set_amx_emulation(bool on) -> bool", &set_amx_emulation);           // tests only
+  m.def("set_blas_gemm(bool on) -> bool", &set_blas_gemm);                   // tests only
   m.def("fused_linear_cpu_path(ScalarType dtype) -> str", &fused_linear_cpu_path);  // tests only
   m.def("cpu_parallel_backend() -> str", &cpu_parallel_backend);                      // tests only
 

@@ -99,6 +99,20 @@ def amx_emulation(on: bool = True) -> Iterator[bool]:
         torch.ops.fastgan_ext.set_amx_emulation(previous)
 
 
+@contextlib.contextmanager
+def blas_gemm(on: bool = True) -> Iterator[str]:
+    """Tests / benchmarks: inside the block, fp32 CPU GEMMs below AVX-512 may (on, the
+    default) or may not (off: the AVX2 micro-kernel) take the vendor-GEMM path
+    (ATen sgemm + our epilogue). Yields the fp32 path now selected."""
+    if not AVAILABLE:
+        raise RuntimeError(REASON)
+    previous = torch.ops.fastgan_ext.set_blas_gemm(bool(on))
+    try:
+        yield cpu_gemm_path(torch.float32)
+    finally:
+        torch.ops.fastgan_ext.set_blas_gemm(previous)
+
+
 def cpu_gemm_path(dtype: torch.dtype) -> str:
     """Tests only: the CPU GEMM path fused-linear kernels take now for ``dtype``:
     "portable", "avx512_fp32", "avx512_bf16", "amx_bf16" or "amx_bf16_emulated"."""

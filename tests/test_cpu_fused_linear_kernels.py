@@ -41,6 +41,8 @@ def _max_isa() -> int:
 PATHS = {
     "portable": ("portable", False, True, DTYPES),
     "avx2_fp32": ("avx2", False, _max_isa() >= _ext.Isa.AVX2, DTYPES),
+    # fp32 below AVX-512: ATen sgemm + our epilogue (tests/test_cpu_blas_gemm_path.py too)
+    "blas_fp32_epilogue": ("avx2", False, _max_isa() >= _ext.Isa.AVX2, (torch.float32,)),
     "avx512_fp32": ("avx512", False, _max_isa() >= _ext.Isa.AVX512, DTYPES),
     "avx512_bf16": ("avx512_vnni", False, _max_isa() >= _ext.Isa.AVX512_VNNI and _feature("avx512_bf16"),
                     (torch.bfloat16,)),
@@ -62,7 +64,8 @@ def on_path(path: str, dtype: torch.dtype):
         pytest.skip(f"this CPU cannot run the {path} path")
     if dtype not in dtypes:
         pytest.skip(f"the {path} path does not serve {dtype}")
-    with _ext.cpu_isa(cap), _ext.amx_emulation(emulate):
+    # the vendor-GEMM path is on by default; forcing it off keeps the AVX2 kernel tested
+    with _ext.cpu_isa(cap), _ext.amx_emulation(emulate), _ext.blas_gemm(path == "blas_fp32_epilogue"):
         assert _ext.cpu_gemm_path(dtype) == path
         yield
 
@@ -262,7 +265,10 @@ def test_path_selection_follows_the_cap():
             assert not emulated and _ext.cpu_gemm_path(torch.bfloat16) == "portable"
     if _max_isa() >= _ext.Isa.AVX2:
         with _ext.cpu_isa("avx2"):
-            assert {_ext.cpu_gemm_path(d) for d in DTYPES} == {"avx2_fp32"}
+            assert _ext.cpu_gemm_path(torch.float32) == "blas_fp32_epilogue"
+            assert {_ext.cpu_gemm_path(d) for d in DTYPES[1:]} == {"avx2_fp32"}
+            with _ext.blas_gemm(False):
+                assert {_ext.cpu_gemm_path(d) for d in DTYPES} == {"avx2_fp32"}
     if _max_isa() >= _ext.Isa.AVX512:
         with _ext.cpu_isa("avx512"):
             assert {_ext.cpu_gemm_path(d) for d in DTYPES} == {"avx512_fp32"}

@@ -2,7 +2,8 @@
 //
 //   bf16 operands:  AMX emulation (test switch)  >  AMX tdpbf16ps  >  AVX512-BF16 vdpbf16ps
 //                   > AVX-512 fp32  >  portable
-//   fp32 / fp16:    AVX-512 fp32 (fp16 converted while packing)  >  AVX2 fp32  >  portable
+//   fp32 / fp16:    AVX-512 fp32 (fp16 converted while packing)  >  vendor GEMM + our
+//                   epilogue (fp32 operands and output; see below)  >  AVX2 fp32  >  portable
 //
 // from fastgan::cpu::isa_level() (the machine's best level, lowered by the test cap) and
 // features() (avx512_bf16 is a separate bit of the AVX512-VNNI level; AMX needs its
@@ -24,6 +25,17 @@ namespace gemm {
 namespace {
 
 std::atomic<bool> g_amx_emulation{false};
+std::atomic<bool> g_blas_gemm{true};
+
+// Below AVX-512, ATen's sgemm (MKL / oneDNN) beats our AVX2 micro-kernel, so all-fp32
+// problems take it (gemm_blas_f32.cpp). Kept on the AVX2 kernel: 16-bit operands or
+// output (the vendor call would need converted copies), and tiny products where the
+// at::mm call (tensor wrapping, dispatch) costs more than the arithmetic.
+constexpr int64_t kBlasMinFlops = 32768;  // M * N * K below this: AVX2 micro-kernel
+bool blas_fits(const Problem& p) {
+  return p.a.dtype == DType::kF32 && p.b.dtype == DType::kF32 && p.c_dtype == DType::kF32 &&
+         (p.dact == kIdentity || p.y.dtype == DType::kF32) && p.M * p.N * p.K >= kBlasMinFlops;
+}
 
 // K == 0: every sum is empty, C = act(bias). (The Python layer refuses K == 0; the
 // kernels still never leave C unwritten.)
@@ -47,7 +59,8 @@ Path select_path(DType dt) {
     if (level >= kAvx512Vnni && f.avx512_bf16) return Path::kAvx512Bf16;
   }
   if (level >= kAvx512) return Path::kAvx512F32;
-  if (level >= kAvx2) return Path::kAvx2F32;
+  if (level >= kAvx2)  // fp16 operands never fit the vendor path (blas_fits)
+    return dt == DType::kF32 && g_blas_gemm.load(std::memory_order_relaxed) ? Path::kBlasF32 : Path::kAvx2F32;
   return Path::kPortable;
 }
 
@@ -58,11 +71,13 @@ const char* path_name(Path path) {
     case Path::kAmxBf16: return "amx_bf16";
     case Path::kAmxBf16Emulated: return "amx_bf16_emulated";
     case Path::kAvx2F32: return "avx2_fp32";
+    case Path::kBlasF32: return "blas_fp32_epilogue";
     default: return "portable";
   }
 }
 
 bool set_amx_emulation(bool on) { return g_amx_emulation.exchange(on); }
+bool set_blas_gemm(bool on) { return g_blas_gemm.exchange(on); }
 
 void column_sums(int64_t M, int64_t N, const Mat& g, const Mat& y, int dact, float slope, float* out) {
   const bool vec = isa_level() >= kAvx512 && g.cs == 1 && (dact == kIdentity || y.cs == 1);
@@ -86,6 +101,7 @@ void run(const Problem& p) {
     case Path::kAmxBf16: return run_amx_bf16(p);
     case Path::kAvx512Bf16: return run_avx512_bf16(p);
     case Path::kAvx512F32: return run_avx512_f32(p);
+    case Path::kBlasF32: return blas_fits(p) ? run_blas_f32(p) : run_avx2_f32(p);
     case Path::kAvx2F32: return run_avx2_f32(p);
     default: return run_portable(p);
   }

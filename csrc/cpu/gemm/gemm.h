@@ -28,6 +28,7 @@
 //   gemm/amx_bf16_kernel.h  AMX bf16 traits, compiled against real tiles and emulation
 //   gemm_*.cpp              one translation unit per ISA path (portable, avx2_f32,
 //                           avx512_f32, avx512_bf16, amx_bf16[_emulated]), own targets
+//   gemm_blas_f32.cpp       fp32 below AVX-512: at::mm into C, then our epilogue in place
 //   gemm_dispatch.cpp       run(): picks the path from isa_level() and features()
 #pragma once
 
@@ -74,7 +75,8 @@ enum class Path : int {
   kAvx512Bf16 = 2,     // AVX512-BF16 vdpbf16ps micro-kernel (bf16 operands only)
   kAmxBf16 = 3,        // AMX tdpbf16ps (bf16 operands, Sapphire Rapids and later)
   kAmxBf16Emulated = 4, // the same AMX kernel against amx_emulation.h (tests only)
-  kAvx2F32 = 5         // AVX2 + FMA micro-kernel on fp32 panels (x86-64 without AVX-512)
+  kAvx2F32 = 5,        // AVX2 + FMA micro-kernel on fp32 panels (x86-64 without AVX-512)
+  kBlasF32 = 6         // fp32 below AVX-512: ATen's sgemm (MKL/oneDNN) + our AVX2 epilogue
 };
 
 // C = epilogue(prologue(A) @ B), parallel over at::get_num_threads() threads.
@@ -89,11 +91,15 @@ const char* path_name(Path path);
 // Test-only switch: route bf16 problems through the emulated AMX kernel (when the
 // machine has AVX-512, which its packing and epilogue use). Returns the previous value.
 bool set_amx_emulation(bool on);
+// Test-only switch: allow the vendor-GEMM path (kBlasF32) for fp32 below AVX-512; off
+// forces the AVX2 micro-kernel there. On by default. Returns the previous value.
+bool set_blas_gemm(bool on);
 
 // Per-path entry points (defined in the gemm_*.cpp files; each exists on every
 // platform but only runs where dispatch allows it).
 void run_portable(const Problem& p);
 void run_avx2_f32(const Problem& p);
+void run_blas_f32(const Problem& p);  // fp32 A, B, C only (gemm_blas_f32.cpp)
 void run_avx512_f32(const Problem& p);
 void run_avx512_bf16(const Problem& p);
 void run_amx_bf16(const Problem& p);
