@@ -55,7 +55,7 @@ def _prune(configs, named_args, **kwargs):
     return _resources.keep(out, lambda cfg: (cfg.kwargs["BLOCK_M"] + sub_out) * sub_in,
                            _resources.smem_limit(args["x_ptr"]),
                            acc_elems=lambda cfg: cfg.kwargs["BLOCK_M"] * sub_out,
-                           acc_budget=_resources.tc_acc_budget(args["x_ptr"], prologue=False))
+                           acc_budget=_resources.tc_acc_budget(args["x_ptr"], prologue=False, int8=True))
 
 
 @triton.jit
