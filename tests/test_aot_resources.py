@@ -7,6 +7,7 @@ declares (all three ops, forward and backward, every dtype) down to a cubin with
 ptxas, and fails when one does not fit the SM's shared memory, spills registers, or when a
 @triton.jit kernel has no declared launch. The full sweep (every config) is ``make gpu-resources``.
 """
+import functools
 import os
 import subprocess
 import sys
@@ -26,12 +27,17 @@ _PTXAS = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "b
 
 def _gpu_configs(module: str, attr: str):
     """The module's GPU config list (this process imported it under the interpreter: one small config)."""
+    return [triton.Config(kw, num_stages=s, num_warps=w) for kw, s, w in _gpu_config_tuples(module, attr)]
+
+
+@functools.lru_cache(maxsize=None)
+def _gpu_config_tuples(module: str, attr: str):
     code = (f"import os; os.environ.pop('TRITON_INTERPRET', None)\n"
             f"from fastgan_kernels.triton import {module} as m\n"
             f"print([(c.kwargs, c.num_stages, c.num_warps) for c in m.{attr}.configs])")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT, check=True)
-    return [triton.Config(kw, num_stages=s, num_warps=w) for kw, s, w in eval(out.stdout.strip().splitlines()[-1])]
+    return tuple(eval(out.stdout.strip().splitlines()[-1]))
 
 
 def test_ptxas_log_parser():
@@ -43,7 +49,7 @@ def test_ptxas_log_parser():
         aot_compile.parse_ptxas_log("nothing here")
 
 
-@pytest.mark.parametrize("arch", [80, 90])
+@pytest.mark.parametrize("arch", [80, 90, 100])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 def test_fused_pruning_keeps_configs_that_fit(arch, dtype, monkeypatch):
     """The fused GEMM's pruning on a large shape: nothing kept exceeds the arch's shared memory or the
@@ -64,8 +70,22 @@ def test_fused_pruning_keeps_configs_that_fit(arch, dtype, monkeypatch):
             assert c.num_stages * stage <= _resources.SMEM_PER_BLOCK[arch], c
             if dtype == torch.float32:
                 assert (bm * bk + bk * bn + bm * bn) / (32 * c.num_warps) <= _resources.FP32_WORDS_PER_THREAD, c
-            elif arch < 90 or prologue:
+            elif arch not in _resources.WIDE_ACC_ARCHS or prologue:
                 assert bm * bn / (32 * c.num_warps) <= _resources.TC_ACC_WORDS_PER_THREAD, c
+
+
+def test_tensor_core_accumulator_budget_per_arch():
+    """128-word accumulators only where the sweep found them spill-free: forward GEMMs on Hopper (wgmma)
+    and datacenter Blackwell (tcgen05), not int8 on tcgen05, not mma.sync archs, not with a prologue."""
+    budget = {}
+    for arch in (80, 89, 90, 100, 120):
+        with _resources.target_arch(arch):
+            budget[arch] = [_resources.tc_acc_budget(None, prologue=p, int8=i) for p in (False, True)
+                            for i in (False, True)]
+    limit = _resources.TC_ACC_WORDS_PER_THREAD
+    assert budget[90] == [None, None, limit, limit]
+    assert budget[100] == [None, limit, limit, limit]
+    assert budget[80] == budget[89] == budget[120] == [limit] * 4
 
 
 def test_pruning_budget_follows_the_device_limit():
