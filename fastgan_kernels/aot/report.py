@@ -95,6 +95,8 @@ def markdown(vs: list[Variant], wall: float, command: str) -> str:
            "config in on that arch, so the autotuner may time it; pruned configs are listed for the record.",
            "", "Shared memory per block: " + ", ".join(
                f"{ARCH_NAMES[a]} {_resources.SMEM_PER_BLOCK[a]:,} B" for a in archs) + ".", "",
+           "What the pruning, config and CUDA changes did (before / after counts, and what each cost): "
+           "docs/gpu_resources_history.md.", "",
            "## Summary", ""]
     per_arch = counts(vs)
     keys = list(dict.fromkeys(k for cnt in per_arch.values() for k in cnt))  # sm_90 / sm_100 add MMA columns
