@@ -96,7 +96,7 @@ int64_t small_batch_int8(const Layer& L, const Act& in, const Out& out, int64_t 
     qa.M = rows, qa.K = L.K, qa.x = in.data, qa.rs = in.rs, qa.cs = in.cs;
     qa.dt = in.kind == Store::kBF16 ? int8::InType::kBF16 : int8::InType::kF32;
     qa.q = q, qa.scale = scales;
-    const int64_t bad = int8::quantize_rows_portable(qa, 0, rows);
+    const int64_t bad = int8::quantizer()(qa, 0, rows);
     if (bad >= 0) return bad;
     for (int64_t r = 0; r < rows; ++r) std::memcpy(a + r * h.kp, q + r * L.K, static_cast<size_t>(L.K));
     xs = scales, per_row = true;
