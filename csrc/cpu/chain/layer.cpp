@@ -163,7 +163,6 @@ int64_t run_layer_slice(const Layer& L, const Act& in, const Out& out, int64_t r
     case Format::kDenseBF16: return dense_slice(L, in, out, rows, n0, n1);
     case Format::kInt8Dynamic:
     case Format::kInt8Static:
-      if (isa_level() == kAvx2 && small_batch_int8_applies(L, in, rows)) return small_batch_int8(L, in, out, rows, n0, n1);
       return int8_slice(L, in, out, rows, n0, n1);
     case Format::kBsrF32: return bsr_slice(L, in, out, rows, n0, n1);
   }
