@@ -77,10 +77,11 @@ def test_avx2_is_the_path_here_and_the_cap_reaches_portable():
 
 
 # ---- int32 accumulator ---------------------------------------------------------------------------
-# M, K, N from {1, 17, 1000} plus the micro-tile edges: 6-row panels, 8-column half panels,
-# 16-column panels, 32-column blocks, K groups of 4 and the 16-k widening step of the A packing.
+# M, K, N from {1, 17, 1000} plus the micro-tile edges: 6-row panels (tails of 1 and 2 rows take
+# whole-panel tiles), 8-column half panels, 16-column panels, 32-column blocks, K groups of 4 and
+# the 16-k widening step of the A packing.
 SHAPES = [(1, 1, 1), (1, 1000, 17), (17, 1, 1000), (17, 17, 17), (1000, 17, 1), (1000, 1000, 17),
-          (17, 1000, 1000), (6, 16, 8), (7, 15, 9), (12, 63, 33), (13, 65, 47)]
+          (17, 1000, 1000), (2, 33, 40), (6, 16, 8), (7, 15, 9), (8, 40, 50), (12, 63, 33), (13, 65, 47)]
 
 
 @pytest.mark.parametrize("m, k, n", SHAPES)
@@ -163,7 +164,7 @@ def test_int8_output_rounds_ties_to_even_and_nan_to_zero():
 
 @pytest.mark.parametrize("act", ALL_ACTS)
 def test_capping_to_portable_gives_the_same_result(act):
-    m, k, n = 40, 77, 70
+    m, k, n = 38, 77, 70  # 6 full row panels and a 2-row tail (whole-panel tiles), a 6-column tail
     xq, xs, wq, ws, bias = make(m, k, n, seed=10 + act)
     blob = E.int8_pack_weight(wq)
     cases = [(torch.int32, None), (torch.float32, None), (torch.bfloat16, None), (torch.int8, torch.tensor([0.02]))]

@@ -20,7 +20,8 @@
 //
 // Micro-kernel: 6 rows x 8 columns (half a panel) in 12 ymm accumulators (6 rows x 2 vectors
 // of 4 columns x 2 lanes) + 2 B + 1 broadcast + 1 product = 16 registers. Per group of 4 k:
-// 2 B loads, 6 broadcasts, 12 vpmaddwd, 12 vpaddd. The whole K runs in one call, so the int32
+// 2 B loads, 6 broadcasts, 12 vpmaddwd, 12 vpaddd. Tiles of 1 or 2 rows (small batches, row
+// tails) cover a whole panel (16 columns) instead. The whole K runs in one call, so the int32
 // sums never leave the registers; the B block (2 panels = 32 columns x K) stays in L2 while
 // the kernel sweeps the rows of A, and each A micro-panel is read 4 times from L1 / L2.
 // Threads split the columns (32-column blocks), and also the rows when there are fewer column
@@ -109,29 +110,40 @@ FASTGAN_AVX2_INLINE void madd_row(__m256i& c0, __m256i& c1, const int16_t* a4, _
       : [a] "m"(*reinterpret_cast<const i64_alias*>(a4)), [b0] "x"(b0), [b1] "x"(b1));
 }
 
-// Rows [t.m0, t.m0 + R) x 8 columns: the half-panel at `b` (its 64-byte group rows at stride
-// 64) against the A micro-panel `a`, then the epilogue.
-template <int R>
+// Rows [t.m0, t.m0 + R) x 4 NB columns at `b` (a half panel, NB = 2, or a whole one, NB = 4;
+// 64-byte group rows at stride 64) against the A micro-panel `a`, then the epilogue.
+template <int R, int NB>
 static FASTGAN_AVX2_TARGET void micro_tile(int64_t kgs, const int16_t* a, const int8_t* b, const avx2::TileCtx& t) {
-  __m256i c[R][2];
+  __m256i c[R][NB];
 #pragma GCC unroll 6
-  for (int r = 0; r < R; ++r) c[r][0] = c[r][1] = _mm256_setzero_si256();
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int j = 0; j < NB; ++j) c[r][j] = _mm256_setzero_si256();
   for (int64_t kg = 0; kg < kgs; ++kg, a += kGroupStride, b += kPanel * kGroup) {
-    const __m256i b0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b)));
-    const __m256i b1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 16)));
+#pragma GCC unroll 2
+    for (int j = 0; j < NB; j += 2) {
+      const __m256i b0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 16 * j)));
+      const __m256i b1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 16 * j + 16)));
 #pragma GCC unroll 6
-    for (int r = 0; r < R; ++r) madd_row(c[r][0], c[r][1], a + r * kGroup, b0, b1);
+      for (int r = 0; r < R; ++r) madd_row(c[r][j], c[r][j + 1], a + r * kGroup, b0, b1);
+    }
   }
   // Lane pairs (k0 k1, k2 k3) of each column summed: hadd gives [c0 c1 c4 c5 | c2 c3 c6 c7].
-  __m256i acc[R][1];
+  __m256i acc[R][NB / 2];
 #pragma GCC unroll 6
-  for (int r = 0; r < R; ++r) acc[r][0] = _mm256_permute4x64_epi64(_mm256_hadd_epi32(c[r][0], c[r][1]), 0xD8);
-  avx2::epilogue<R, 1>(acc, t);
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 2
+    for (int v = 0; v < NB / 2; ++v)
+      acc[r][v] = _mm256_permute4x64_epi64(_mm256_hadd_epi32(c[r][2 * v], c[r][2 * v + 1]), 0xD8);
+  avx2::epilogue<R, NB / 2>(acc, t);
 }
 
 using TileFn = void (*)(int64_t, const int16_t*, const int8_t*, const avx2::TileCtx&);
-const TileFn kTiles[kMR] = {&micro_tile<1>, &micro_tile<2>, &micro_tile<3>,
-                            &micro_tile<4>, &micro_tile<5>, &micro_tile<6>};
+// Half-panel tiles by rows, and whole-panel tiles for 1 or 2 rows (8 + 4 + 2 registers): a
+// batch of 1 or 2 then uses each 64-byte weight line in one pass, with half the loop overhead.
+const TileFn kTiles[kMR] = {&micro_tile<1, 2>, &micro_tile<2, 2>, &micro_tile<3, 2>,
+                            &micro_tile<4, 2>, &micro_tile<5, 2>, &micro_tile<6, 2>};
+const TileFn kWideTiles[2] = {&micro_tile<1, 4>, &micro_tile<2, 4>};
 
 }  // namespace
 
@@ -156,10 +168,11 @@ int64_t gemm_avx2(const GemmArgs& g) {
       for (int64_t i = i0; i < i1; ++i) {
         t.m0 = i * kMR;
         t.rows = static_cast<int>(std::min<int64_t>(kMR, g.M - t.m0));
-        for (t.n0 = n_begin; t.n0 < n_end; t.n0 += 8) {  // half panels: 8 columns each
-          t.cols = static_cast<int>(std::min<int64_t>(8, n_end - t.n0));
-          const int8_t* half = g.w.data + (t.n0 / kPanel) * pb + (t.n0 % kPanel) * kGroup;
-          kTiles[t.rows - 1](kgs, apack + i * apanel, half, t);
+        const int step = t.rows <= 2 ? kPanel : kPanel / 2;  // whole or half panels
+        for (t.n0 = n_begin; t.n0 < n_end; t.n0 += step) {
+          t.cols = static_cast<int>(std::min<int64_t>(step, n_end - t.n0));
+          const int8_t* b = g.w.data + (t.n0 / kPanel) * pb + (t.n0 % kPanel) * kGroup;
+          (t.rows <= 2 ? kWideTiles : kTiles)[t.rows - 1](kgs, apack + i * apanel, b, t);
         }
       }
     }
