@@ -36,6 +36,7 @@
 
 #include "activation.h"
 #include "int8/epilogue_avx2.h"
+#include "int8/pack_a.h"
 #include "parallel.h"
 
 namespace fastgan {
@@ -64,34 +65,16 @@ static FASTGAN_AVX2_TARGET void pack_a_row(const int8_t* src, int64_t cs, int64_
   for (; k < K; ++k) d[(k / kGroup) * kGroupStride + k % kGroup] = src[k * cs];
 }
 
-// All of A as ceil(M / 6) micro-panels of `kgs` k groups each (the k past K zero: the weight
-// is zero there too), packed in parallel into the calling thread's scratch (the workers only
-// read it). Returns the first row of a float A holding NaN / Inf, or -1.
+// All of A as ceil(M / 6) micro-panels of `kgs` k groups each (pack_a.h). Returns the first
+// row of a float A holding NaN / Inf, or -1.
 int64_t pack_a(const GemmArgs& g, int64_t kgs, int16_t** apack) {
-  const int64_t mpanels = ceil_div(g.M, kMR), apanel = kgs * kGroupStride;
-  int16_t* out = static_cast<int16_t*>(ThreadScratch::get(std::max<int64_t>(1, mpanels * apanel * 2)));
-  *apack = out;
-  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, apanel));
-  FirstBadRow bad;
-  parallel_for(0, mpanels, grain, [&](int64_t b, int64_t e) {
-    int8_t* tmp = g.fx ? static_cast<int8_t*>(ThreadScratch::get(std::max<int64_t>(1, g.K), ThreadScratch::kRow))
-                       : nullptr;
-    for (int64_t i = b; i < e; ++i) {
-      int16_t* dst = out + i * apanel;
-      std::memset(dst, 0, static_cast<size_t>(apanel * 2));
-      const int rows = static_cast<int>(std::min<int64_t>(kMR, g.M - i * kMR));
-      for (int r = 0; r < rows; ++r) {
-        int64_t cs;
-        const int8_t* src = a_row(g, i * kMR + r, tmp, &cs);
-        if (src == nullptr) {  // the later rows of this range can only come later
-          bad.note(i * kMR + r);
-          return;
-        }
-        pack_a_row(src, cs, g.K, dst + r * kGroup);
-      }
-    }
-  });
-  return bad.row();
+  void* out = nullptr;
+  const int64_t bad = pack_a_panels(g, kMR, kgs * kGroupStride * 2, &out,
+                                    [&](const int8_t* src, int64_t cs, void* panel, int r) {
+                                      pack_a_row(src, cs, g.K, static_cast<int16_t*>(panel) + r * kGroup);
+                                    });
+  *apack = static_cast<int16_t*>(out);
+  return bad;
 }
 
 // c0 += pairs(a4 x b0), c1 += pairs(a4 x b1) for one row's 4 k `a4` (int16, broadcast from

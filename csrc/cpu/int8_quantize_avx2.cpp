@@ -16,18 +16,15 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 
-#include <vector>
-
 #include "activation.h"
 #include "gemm/io_avx2.h"
 #include "int8/epilogue_avx2.h"
+#include "int8/quantize_rows.h"
 
 namespace fastgan {
 namespace cpu {
 namespace int8 {
 namespace {
-
-constexpr uint32_t kNonFinite = 0x7f800000u;
 
 // k .. k + n (n <= 8) of a row as fp32 (InType and gemm::DType share their codes).
 FASTGAN_AVX2_INLINE __m256 load8(const char* row, InType dt, int64_t k, int n) {
@@ -71,33 +68,19 @@ FASTGAN_AVX2_INLINE uint32_t row_amax_bits(const char* row, InType dt, int64_t K
   return reduce_max(_mm256_max_epu32(mx0, mx1));
 }
 
+FASTGAN_AVX2_TARGET uint32_t amax_bits_avx2(const void* row, InType dt, int64_t K) {
+  return row_amax_bits(static_cast<const char*>(row), dt, K);
+}
+
+FASTGAN_AVX2_TARGET uint32_t quantize_avx2(const void* row, InType dt, int64_t K, float scale, int8_t* q) {
+  return quantize_row(static_cast<const char*>(row), dt, K, _mm256_set1_ps(scale), q);
+}
+
 }  // namespace
 
-FASTGAN_AVX2_TARGET int64_t quantize_rows_avx2(const QuantArgs& a, int64_t m0, int64_t m1) {
-  const int esz = a.dt == InType::kF32 ? 4 : 2;
-  static thread_local std::vector<float> gathered;
-  for (int64_t m = m0; m < m1; ++m) {
-    const char* row = static_cast<const char*>(a.x) + m * a.rs * esz;
-    InType dt = a.dt;
-    if (a.cs != 1) {  // strided row: gather it (widened to fp32) first
-      gathered.resize(static_cast<size_t>(a.K));
-      for (int64_t k = 0; k < a.K; ++k) gathered[k] = _mm256_cvtss_f32(load8(row, a.dt, k * a.cs, 1));
-      row = reinterpret_cast<const char*>(gathered.data()), dt = InType::kF32;
-    }
-    int8_t* q = a.q + m * a.K;
-    if (a.scale) {
-      const uint32_t amax = row_amax_bits(row, dt, a.K);
-      if (amax >= kNonFinite) return m;
-      float amax_f;
-      std::memcpy(&amax_f, &amax, 4);
-      const float scale = amax == 0 ? static_cast<float>(1.0 / 127.0) : amax_f / 127.0f;
-      a.scale[m] = scale;
-      quantize_row(row, dt, a.K, _mm256_set1_ps(scale), q);
-    } else if (quantize_row(row, dt, a.K, _mm256_set1_ps(a.tensor_scale), q) >= kNonFinite) {
-      return m;
-    }
-  }
-  return -1;
+int64_t quantize_rows_avx2(const QuantArgs& a, int64_t m0, int64_t m1) {
+  static const RowQuantizer rq{&amax_bits_avx2, &quantize_avx2};
+  return quantize_rows_with(a, m0, m1, rq);
 }
 
 }  // namespace int8
