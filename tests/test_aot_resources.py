@@ -84,7 +84,7 @@ def test_tensor_core_accumulator_budget_per_arch():
                             for i in (False, True)]
     limit = _resources.TC_ACC_WORDS_PER_THREAD
     assert budget[90] == [None, None, limit, limit]
-    assert budget[100] == [None, limit, limit, limit]
+    assert budget[100] == [None, limit // 2, limit, limit]
     assert budget[80] == budget[89] == budget[120] == [limit] * 4
 
 

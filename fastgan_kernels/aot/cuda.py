@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -169,12 +171,37 @@ def sources(root: str) -> list[str]:
     return sorted(glob.glob(os.path.join(root, "csrc", "cuda", "*.cu")))
 
 
+def _cache_path(root: str, src: str, archs: Sequence[int]) -> str:
+    """Cache file of one source's kernels: keyed by every file under csrc/cuda (the headers are shared),
+    the nvcc command line (flags, archs, torch's headers) and nvcc's version."""
+    from .compile import cache_dir
+    h = hashlib.sha256()
+    for path in sorted(glob.glob(os.path.join(root, "csrc", "cuda", "*"))):
+        with open(path, "rb") as f:
+            h.update(path.encode() + f.read())
+    h.update(json.dumps(nvcc_command(root, src, "k.o", "shim", archs)).encode())
+    h.update(subprocess.run([shutil.which("nvcc") or "nvcc", "--version"], capture_output=True, text=True).stdout.encode())
+    return os.path.join(cache_dir(), "cuda-" + h.hexdigest() + ".json")
+
+
 def compile_all(root: str, archs: Sequence[int] = DEFAULT_ARCHS, srcs: Optional[Sequence[str]] = None,
-                log=print) -> list[CudaKernel]:
+                log=print, use_cache: bool = True) -> list[CudaKernel]:
+    """Every source's kernels; unchanged sources come from the AOT cache ($FASTGAN_AOT_CACHE)."""
     kernels = []
     for src in srcs or sources(root):
+        path = _cache_path(root, src, archs)
+        if use_cache and os.path.exists(path):
+            with open(path) as f:
+                kernels += [CudaKernel(**k) for k in json.load(f)]
+            log(f"nvcc -c {os.path.relpath(src, root)}: from the cache", flush=True)
+            continue
         log(f"nvcc -c {os.path.relpath(src, root)} (sm_{', sm_'.join(map(str, archs))}, -Xptxas -v)", flush=True)
-        kernels += compile_source(root, src, archs)
+        found = compile_source(root, src, archs)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path + ".tmp", "w") as f:
+            json.dump([dataclasses.asdict(k) for k in found], f)
+        os.replace(path + ".tmp", path)
+        kernels += found
     return kernels
 
 

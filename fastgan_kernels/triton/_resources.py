@@ -103,11 +103,13 @@ def words_per_thread(elems: int, num_warps: int) -> float:
 def tc_acc_budget(tensor, prologue: bool, int8: bool = False):
     """The accumulator budget of a tensor-core kernel on ``tensor``'s device: None (no limit) for the
     forward kernels of :data:`WIDE_ACC_ARCHS` (Hopper's wgmma; datacenter Blackwell's tcgen05 except
-    int8, whose dequantising epilogue spilled 56-92 B at 128 words on sm_100), else
-    :data:`TC_ACC_WORDS_PER_THREAD`."""
+    int8, whose dequantising epilogue spilled 56-92 B at 128 words and 4-20 B at 64 on sm_100: half
+    the budget there), else :data:`TC_ACC_WORDS_PER_THREAD`."""
     a = arch(tensor)
-    if prologue or a not in WIDE_ACC_ARCHS or (int8 and WIDE_ACC_ARCHS[a] == "tcgen05"):
+    if prologue or a not in WIDE_ACC_ARCHS:
         return TC_ACC_WORDS_PER_THREAD
+    if int8 and WIDE_ACC_ARCHS[a] == "tcgen05":  # spilled 4-92 B at 64 and 128 words (sm_100 sweep)
+        return TC_ACC_WORDS_PER_THREAD // 2
     return None
 
 
