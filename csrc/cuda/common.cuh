@@ -83,12 +83,10 @@ __device__ __forceinline__ float gelu_tanh_inner(float z) {  // tanh(sqrt(2/pi) 
   return tanhf(0.79788456080286536f * (z + 0.044715f * z * z * z));
 }
 
-// 1 / (1 + e^-z) through __fdividef (MUFU.RCP, <= 2 ulp, no call). The IEEE quotient `1.f / d`
-// branches to a slow-path subroutine for huge / denormal d, and the call's ABI made ptxas spill
-// the live registers of the gradient kernels whose prologue computes silu' inside the main loop
-// (4-8 B on sm_80 / sm_90, docs/gpu_resources.md). __fdividef returns 0 for d > 2^126, where the
-// true value is below 2^-126 anyway; NaN and +-inf propagate as with the quotient.
-__device__ __forceinline__ float sigmoid_f(float z) { return __fdividef(1.f, 1.f + expf(-z)); }
+// 1 / (1 + e^-z), the IEEE quotient. (__fdividef, which avoids the quotient's slow-path call, was
+// tried: it made ptxas spill 8-40 B in the 128 x 128 tensor-core GEMMs on sm_90 at their 128-register
+// cap, where the quotient does not; docs/gpu_resources_history.md.)
+__device__ __forceinline__ float sigmoid_f(float z) { return 1.f / (1.f + expf(-z)); }
 
 __device__ __forceinline__ float activation_forward(float z, int act, float slope) {
   switch (act) {
