@@ -1,6 +1,5 @@
 // The AVX2 + FMA GEMM path (x86-64 without AVX-512: Haswell .. Alder Lake, Zen 1-3):
-// 6 x 16 fp32 micro-tile, 12 ymm accumulators + 2 B vectors + 1 broadcast of the 16
-// registers, two FMA ports x 4-5 cycles of latency covered. bf16 and fp16 operands are
+// 6 x 16 fp32 micro-tile (gemm/microkernel_avx2.h). bf16 and fp16 operands are
 // converted to fp32 while packed (gemm/pack_avx2.h). Same blocked driver, same epilogue
 // contract as the AVX-512 path (gemm/epilogue_avx2.h). Also the AVX2 bias-gradient
 // column sums.
@@ -14,7 +13,7 @@
 
 #include "activation.h"
 #include "gemm/driver.h"
-#include "gemm/epilogue_avx2.h"
+#include "gemm/microkernel_avx2.h"
 #include "gemm/pack_avx2.h"
 
 namespace fastgan {
@@ -22,25 +21,14 @@ namespace cpu {
 namespace gemm {
 namespace {
 
-using namespace ::fastgan::cpu::gemm::avx2;
-constexpr int kMR = 6, kNR = 16;
+using namespace ::fastgan::cpu::gemm::avx2;  // kMR = 6, kNR = 16 (microkernel_avx2.h)
 
 template <int R, int V>
 static FASTGAN_AVX2_TARGET void kernel_avx2(int64_t kc, const float* a, const float* b, const TileOut& o) {
   __m256 c[R][V];
   tile_start<R, V>(c, o);
-#pragma GCC unroll 2
-  for (int64_t k = 0; k < kc; ++k, a += kMR, b += kNR) {
-    __m256 bv[V];
-#pragma GCC unroll 2
-    for (int v = 0; v < V; ++v) bv[v] = _mm256_load_ps(b + 8 * v);
-#pragma GCC unroll 6
-    for (int r = 0; r < R; ++r) {
-      const __m256 ar = _mm256_broadcast_ss(a + r);
-#pragma GCC unroll 2
-      for (int v = 0; v < V; ++v) c[r][v] = _mm256_fmadd_ps(ar, bv[v], c[r][v]);
-    }
-  }
+  NoPrefetch pf;
+  f32_steps<R, V>(c, kc, a, b, kNR, pf);
   tile_epilogue<R, V>(c, o);
 }
 

@@ -1,13 +1,10 @@
 // The AVX2 + FMA block-sparse micro-tile (contract: segs.h): one R x (8 V) tile of the
 // output, R <= 6 rows by V <= 2 vectors of 8 columns, accumulated in ymm registers over
-// the segment list, then the AVX2 register epilogue (bias + activation + dtype,
-// gemm/epilogue_avx2.h).
-//
-// Why 6 x 16: AVX2 has 16 ymm registers; 12 accumulators + 2 B vectors + 1 broadcast use
-// 15 of them (the dense AVX2 GEMM kernel's shape, gemm_avx2_f32.cpp), and 12 independent
-// FMA chains cover two FMA ports x 4-5 cycles of latency. Per k step: 2 B loads and 6
-// broadcasts for 12 FMAs. A 16-column tile divides every block size (16..256), so the
-// driver packs B panels of 16 columns (tile_width) and the tile never straddles blocks.
+// the segment list by the dense AVX2 kernel's k loop (gemm/microkernel_avx2.h: 6 x 16,
+// 12 accumulators of the 16 ymm registers), then the AVX2 register epilogue (bias +
+// activation + dtype, gemm/epilogue_avx2.h). A 16-column tile divides every block size
+// (16..256), so the driver packs B panels of 16 columns (tile_width) and a tile never
+// straddles blocks.
 //
 // B is read with unaligned loads at a run-time row stride (Segs::b_ld): packed panels
 // (stride 16) and fp32 values read in place by grad_x (stride bk, any bk) take the same
@@ -19,7 +16,7 @@
 
 #include <cstdint>
 
-#include "../gemm/epilogue_avx2.h"
+#include "../gemm/microkernel_avx2.h"
 #include "segs.h"
 
 namespace fastgan {
@@ -29,7 +26,7 @@ namespace avx2 {
 using namespace ::fastgan::cpu::gemm::avx2;
 using gemm::TileOut;
 
-constexpr int kMR = 6, kTW = 16;
+constexpr int kTW = 16;  // tile columns; rows: kMR = 6 (microkernel_avx2.h)
 
 // The driver's (driver.h) tiling numbers for the AVX2 kernel, a base of its traits.
 struct TileShape {
@@ -50,21 +47,7 @@ static FASTGAN_AVX2_TARGET void seg_tile_f32(const Segs& s, const TileOut& o) {
   pf.ahead.aim(s.ahead, s.ahead_lines, s.n * s.k);
   for (int i = 0; i < s.n; ++i) {
     if (i + 1 < s.n) pf.next_a.aim(reinterpret_cast<const char*>(seg_a<float>(s, i + 1)), lines, s.k);
-    const float* a = seg_a<float>(s, i);
-    const float* b = seg_b<float>(s, i);
-#pragma GCC unroll 2
-    for (int64_t k = 0; k < s.k; ++k, a += kMR, b += ld) {
-      __m256 bv[V];
-#pragma GCC unroll 2
-      for (int v = 0; v < V; ++v) bv[v] = _mm256_loadu_ps(b + 8 * v);
-      pf.step();
-#pragma GCC unroll 6
-      for (int r = 0; r < R; ++r) {
-        const __m256 ar = _mm256_broadcast_ss(a + r);
-#pragma GCC unroll 2
-        for (int v = 0; v < V; ++v) c[r][v] = _mm256_fmadd_ps(ar, bv[v], c[r][v]);
-      }
-    }
+    f32_steps<R, V>(c, s.k, seg_a<float>(s, i), seg_b<float>(s, i), ld, pf);
   }
   tile_epilogue<R, V>(c, o);
 }

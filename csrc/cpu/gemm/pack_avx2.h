@@ -24,7 +24,8 @@ FASTGAN_AVX2_INLINE __m256 load8_pro(const char* p, DType dt, const Prologue& pr
   return grad_from_output_ps(pro.act, v, load8(q, pro.y.dt, n), _mm256_set1_ps(pro.slope));
 }
 
-FASTGAN_AVX2_INLINE void transpose8x8(__m256 (&r)[8]) {  // r[i][j] -> r[j][i]
+// In: r[i] = 8 consecutive k of lane i. Out: r[j] = lanes 0..7 of k j.
+FASTGAN_AVX2_INLINE void transpose8x8(__m256 (&r)[8]) {
   const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
   const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
   const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
