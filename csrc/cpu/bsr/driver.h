@@ -164,23 +164,28 @@ void forward_share(const Forward& p, const Share& sh, const typename KT::Elem* s
         }
     }
   };
+  // One Segs / TileOut for all tiles, the per-tile fields set below (zeroing the ~200
+  // bytes per tile showed up next to short tiles at high sparsity).
+  Segs s;
+  TileOut o;
+  o.ldc = w.N, o.dtype = p.ydtype, o.act = p.act, o.slope = p.slope;
+  s.a_step = bk * KT::MR, s.b_step = bk * TW, s.b_ld = TW, s.k = bk;
   auto body = [&](int64_t r, int64_t i) {
     const int64_t j0 = w.row_ptr[r], nr = nnz_of(r);
     const int rows = static_cast<int>(std::min<int64_t>(KT::MR, p.M - KT::MR * i));
     for (int64_t t = 0; t < tiles_of(r); ++t) {
       const int64_t n0 = r * bn + t * TW;
-      Segs s;
-      s.a = xp + (i - sh.i0) * Kp * KT::MR, s.a_idx = w.col_idx + j0, s.a_step = bk * KT::MR;
-      s.b = wp + offset[r - r_first] + t * nr * bk * TW, s.b_step = bk * TW, s.b_ld = TW;
-      s.n = static_cast<int>(nr), s.k = bk;
+      s.a = xp + (i - sh.i0) * Kp * KT::MR, s.a_idx = w.col_idx + j0;
+      s.b = wp + offset[r - r_first] + t * nr * bk * TW;
+      s.n = static_cast<int>(nr);
+      s.ahead = nullptr, s.ahead_lines = 0;
       if (ahead_left > 0 && nr > 0) {
         s.ahead = ahead, s.ahead_lines = static_cast<int>(std::min(ahead_share, ahead_left));
         ahead += 64 * s.ahead_lines, ahead_left -= s.ahead_lines;
       }
-      TileOut o;
       o.rows = rows, o.cols = static_cast<int>(std::min<int64_t>(TW, w.N - n0));
-      o.out = static_cast<char*>(p.y) + (KT::MR * i * w.N + n0) * esz, o.ldc = w.N, o.dtype = p.ydtype;
-      o.bias = p.bias ? p.bias + n0 : nullptr, o.act = p.act, o.slope = p.slope;
+      o.out = static_cast<char*>(p.y) + (KT::MR * i * w.N + n0) * esz;
+      o.bias = p.bias ? p.bias + n0 : nullptr;
       KT::tile(rows, o.cols, TW)(s, o);
     }
   };
@@ -241,22 +246,23 @@ void grad_x_share(const Backward& p, const Share& sh, const typename KT::Elem* s
         }
     }
   };
+  Segs s;  // reused by every tile, as in forward_share
+  TileOut o;
+  o.ldc = w.K, o.dtype = p.x.dtype;
+  s.a_step = bn * KT::MR, s.k = bn;
+  if (in_place) s.b_step = bn * bk, s.b_ld = bk;  // values[t_block[..]] rows are B rows of stride bk
+  else s.b_step = bn * TW, s.b_ld = TW;
   auto body = [&](int64_t c, int64_t i) {
     const int64_t t0 = w.t_row_ptr[c], nc = nnz_of(c);
     const int rows = static_cast<int>(std::min<int64_t>(KT::MR, p.M - KT::MR * i));
     for (int64_t t = 0; t < tiles_of(c); ++t) {
       const int64_t k0 = c * bk + t * TW;
-      Segs s;
-      s.a = gp + (i - sh.i0) * Np * KT::MR, s.a_idx = w.t_col_idx + t0, s.a_step = bn * KT::MR;
-      if (in_place) {  // values[t_block[..]] rows are B rows of stride bk
-        s.b = static_cast<const E*>(w.values) + t * TW, s.b_idx = w.t_block + t0, s.b_step = bn * bk, s.b_ld = bk;
-      } else {
-        s.b = bp + offset[c - c_first] + t * nc * bn * TW, s.b_step = bn * TW, s.b_ld = TW;
-      }
-      s.n = static_cast<int>(nc), s.k = bn;
-      TileOut o;
+      s.a = gp + (i - sh.i0) * Np * KT::MR, s.a_idx = w.t_col_idx + t0;
+      if (in_place) s.b = static_cast<const E*>(w.values) + t * TW, s.b_idx = w.t_block + t0;
+      else s.b = bp + offset[c - c_first] + t * nc * bn * TW;
+      s.n = static_cast<int>(nc);
       o.rows = rows, o.cols = static_cast<int>(std::min<int64_t>(TW, w.K - k0));
-      o.out = static_cast<char*>(p.gx) + (KT::MR * i * w.K + k0) * esz, o.ldc = w.K, o.dtype = p.x.dtype;
+      o.out = static_cast<char*>(p.gx) + (KT::MR * i * w.K + k0) * esz;
       KT::tile(rows, o.cols, static_cast<int>(s.b_ld))(s, o);
     }
   };

@@ -116,7 +116,7 @@ FASTGAN_AVX2_INLINE void tile_epilogue(__m256 (&c)[R][V], const TileOut& o) {
       if (r >= o.rows) break;
 #pragma GCC unroll 4
       for (int v = 0; v < V; ++v)
-        _mm256_maskstore_ps(o.acc + r * o.ld_acc + 8 * v, first_lanes(vec_lanes(o.cols, v)), c[r][v]);
+        store8(reinterpret_cast<char*>(o.acc + r * o.ld_acc + 8 * v), DType::kF32, c[r][v], vec_lanes(o.cols, v));
     }
     return;
   }

@@ -40,6 +40,15 @@ FASTGAN_AVX2_INLINE void transpose8x8(__m256 (&r)[8]) {
   r[3] = _mm256_permute2f128_ps(s3, s7, 0x20), r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
 }
 
+// The `width` lanes of one k row of a panel. vmaskmovps stores are slow on AMD cores (and
+// not fast elsewhere), so rows are stored whole: a group narrower than 8 (the last one,
+// P = 6) spills its extra lanes onto the start of the next k row, which that row's store
+// (issued later) overwrites; only the panel's last row needs the mask.
+FASTGAN_AVX2_INLINE void store_row(float* d, int width, bool last_row, __m256i wmask, __m256 v) {
+  if (width == 8 || !last_row) _mm256_storeu_ps(d, v);
+  else _mm256_maskstore_ps(d, wmask, v);
+}
+
 // One panel of `kc` k steps; lanes past `lanes` (up to P) are zero.
 template <int P>
 static FASTGAN_AVX2_TARGET void pack_f32(const Operand& src, const Prologue& pro, int lanes, int64_t kc, float* dst) {
@@ -59,7 +68,7 @@ static FASTGAN_AVX2_TARGET void pack_f32(const Operand& src, const Prologue& pro
                            : _mm256_setzero_ps();
         }
         transpose8x8(r);
-        for (int j = 0; j < nk; ++j) _mm256_maskstore_ps(dst + (k0 + j) * P + l0, wmask, r[j]);
+        for (int j = 0; j < nk; ++j) store_row(dst + (k0 + j) * P + l0, width, k0 + j + 1 == kc, wmask, r[j]);
       }
     }
   } else if ((src.ls == 1 || lanes == 1) && (!y || pro.y.ls == 1 || lanes == 1)) {
@@ -70,7 +79,7 @@ static FASTGAN_AVX2_TARGET void pack_f32(const Operand& src, const Prologue& pro
         const __m256 v = n ? load8_pro(src.base + (l0 + k * src.ks) * sz, src.dt, pro,
                                        y ? pro.y.base + (l0 + k * pro.y.ks) * ysz : nullptr, n)
                            : _mm256_setzero_ps();
-        _mm256_maskstore_ps(dst + k * P + l0, first_lanes(width), v);
+        store_row(dst + k * P + l0, width, k + 1 == kc, first_lanes(width), v);
       }
     }
   } else {
