@@ -47,10 +47,10 @@ benchmarks: setup
 cuda-check: setup
 	$(PY) tools/check_cuda_sources.py
 
-# Every Triton kernel x autotune config x launch variant compiled for sm_80 and sm_90 on the CPU, and
+# Every Triton kernel x autotune config x launch variant compiled for sm_80, sm_90 and sm_100 on the CPU, and
 # the CUDA C++ kernels through nvcc -Xptxas -v: docs/gpu_resources.md (`make test` compiles a subset).
 gpu-resources: setup
-	$(PY) tools/gpu_resources.py --cuda --markdown docs/gpu_resources.md --json out/gpu_resources.json --check
+	$(PY) tools/gpu_resources.py --archs 80,90,100 --cuda --markdown docs/gpu_resources.md --json out/gpu_resources.json --check
 
 clean:
 	rm -rf build fastgan_kernels/_C*.so $(VENV)

@@ -179,3 +179,53 @@ def test_explain_prints_and_converters_log(capsys, caplog):
     assert "fuse: 3 of 4" in capsys.readouterr().out
     with pytest.raises(ValueError, match="converter"):
         fk.explain(d, "compile")
+
+
+class _ModeDropout(nn.Module):
+    """Dropout written the functional way, its mode read from self.training (and one always-on call)."""
+
+    def __init__(self, mc: bool = False):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(20, 40), nn.Linear(40, 6)
+        self.mc = mc
+
+    def forward(self, x):
+        h = F.dropout(F.leaky_relu(self.fc1(x), 0.2), 0.3, self.training)
+        if self.mc:  # Monte-Carlo dropout: on in eval too
+            h = F.dropout(h, 0.1, training=True)
+        return self.fc2(h)
+
+
+@pytest.mark.parametrize("converted_in", ["eval", "train"])
+def test_functional_dropout_follows_the_mode_after_conversion(converted_in):
+    """torch.fx freezes self.training at trace time; the converted model still drops in train() (the same
+    mask as eager for the same seed) and not in eval(), whichever mode it was converted in."""
+    model = _ModeDropout()
+    model.train(converted_in == "train")
+    fused = fk.fuse(model)
+    assert isinstance(fused.fc1, FusedLinear)
+    assert [type(m) for n, m in fused.named_children() if n.startswith("functional_dropout")] == [nn.Dropout]
+    assert list(fused.state_dict()) == list(model.state_dict())
+    x = torch.randn(16, 20)
+    for mode in ("train", "eval", "train"):
+        model.train(mode == "train")
+        fused.train(mode == "train")
+        torch.manual_seed(7)
+        expected = model(x)
+        torch.manual_seed(7)
+        torch.testing.assert_close(fused(x), expected, atol=1e-5, rtol=1e-5)
+    fused.train()
+    assert not torch.equal(fused(x), fused(x))  # dropping
+
+
+def test_constant_training_flag_stays_as_written():
+    """F.dropout(h, p, training=True) does not depend on the mode: it keeps dropping in eval."""
+    model = _ModeDropout(mc=True).eval()
+    fused = fk.fuse(model)
+    assert len([n for n, _ in fused.named_children() if n.startswith("functional_dropout")]) == 1
+    x = torch.randn(16, 20)
+    torch.manual_seed(3)
+    expected = model(x)
+    torch.manual_seed(3)
+    torch.testing.assert_close(fused(x), expected, atol=1e-5, rtol=1e-5)
+    assert not torch.equal(fused(x), fused(x))

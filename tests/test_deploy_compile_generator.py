@@ -282,8 +282,8 @@ def test_cuda_graph_replay_matches_per_layer(seed_g):
 @pytest.mark.parametrize("kind", ["plain", "int8_static", "int8_dynamic"])
 @pytest.mark.parametrize("batch", [1, 3, 8])
 def test_small_batch_paths_below_avx512(seed_g, kind, batch):
-    """The AVX2 small-batch paths (chain/dot_avx2.cpp, chain/int8_avx2.cpp) against the per-layer modules
-    on the same ISA (the portable int8 kernel), reached on AVX-512 machines through the ISA cap."""
+    """The AVX2 small-batch path (chain/dot_avx2.cpp) and the AVX2 int8 GEMM against the per-layer modules
+    on the same ISA, reached on AVX-512 machines through the ISA cap."""
     if _ext.max_isa() < _ext.Isa.AVX2:
         pytest.skip("needs AVX2")
     model = _variant(seed_g, kind)

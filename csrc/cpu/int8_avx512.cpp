@@ -16,11 +16,10 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 
-#include <vector>
-
 #include "activation.h"
 #include "gemm/epilogue_avx512.h"
 #include "int8/epilogue_avx512.h"
+#include "int8/quantize_rows.h"
 
 namespace fastgan {
 namespace cpu {
@@ -69,38 +68,19 @@ FASTGAN_AVX512_INLINE uint32_t row_amax_bits(const void* x, InType dt, int64_t K
   return _mm512_reduce_max_epu32(_mm512_max_epu32(mx0, mx1));
 }
 
-constexpr uint32_t kNonFinite = 0x7f800000u;
+FASTGAN_AVX512_TARGET uint32_t amax_bits_avx512(const void* row, InType dt, int64_t K) {
+  return row_amax_bits(row, dt, K);
+}
+
+FASTGAN_AVX512_TARGET uint32_t quantize_avx512(const void* row, InType dt, int64_t K, float scale, int8_t* q) {
+  return quantize_row(row, dt, K, _mm512_set1_ps(scale), q);
+}
 
 }  // namespace
 
-FASTGAN_AVX512_TARGET int64_t quantize_rows_avx512(const QuantArgs& a, int64_t m0, int64_t m1) {
-  const int esz = a.dt == InType::kF32 ? 4 : 2;
-  static thread_local std::vector<float> gathered;
-  for (int64_t m = m0; m < m1; ++m) {
-    const void* row = static_cast<const char*>(a.x) + m * a.rs * esz;
-    InType dt = a.dt;
-    if (a.cs != 1) {  // strided row: gather it (widened to fp32) first
-      gathered.resize(static_cast<size_t>(a.K));
-      for (int64_t k = 0; k < a.K; ++k) {
-        const char* e = static_cast<const char*>(row) + k * a.cs * esz;
-        gathered[k] = _mm512_cvtss_f32(load16(e, a.dt, 1));
-      }
-      row = gathered.data(), dt = InType::kF32;
-    }
-    int8_t* q = a.q + m * a.K;
-    if (a.scale) {
-      const uint32_t amax = row_amax_bits(row, dt, a.K);
-      if (amax >= kNonFinite) return m;
-      float amax_f;
-      __builtin_memcpy(&amax_f, &amax, 4);
-      const float scale = amax == 0 ? static_cast<float>(1.0 / 127.0) : amax_f / 127.0f;
-      a.scale[m] = scale;
-      quantize_row(row, dt, a.K, _mm512_set1_ps(scale), q);
-    } else if (quantize_row(row, dt, a.K, _mm512_set1_ps(a.tensor_scale), q) >= kNonFinite) {
-      return m;
-    }
-  }
-  return -1;
+int64_t quantize_rows_avx512(const QuantArgs& a, int64_t m0, int64_t m1) {
+  static const RowQuantizer rq{&amax_bits_avx512, &quantize_avx512};
+  return quantize_rows_with(a, m0, m1, rq);
 }
 
 }  // namespace int8

@@ -11,10 +11,11 @@
 // GEMM paths, best first (select_path):
 //   AMX emulation (the test switch fastgan_ext::set_amx_emulation, shared with the bf16 GEMM)
 //   > AMX tdpbssd (Sapphire Rapids; amx_int8 and the OS permission) > AVX512-VNNI vpdpbusd
-//   > portable. Quantisers: AVX-512 > portable. All respect the ISA cap (set_cpu_isa).
+//   > AVX2 vpmaddwd (int8_avx2.cpp) > portable. Quantisers: AVX-512 > AVX2 > portable. All
+//   respect the ISA cap (set_cpu_isa).
 //
 // Test-only op, defined here as a fragment of the library: int8_linear_cpu_path() -> the path
-// int8_linear_fwd takes now ("portable", "avx512_vnni", "amx_int8", "amx_int8_emulated").
+// int8_linear_fwd takes now ("portable", "avx2", "avx512_vnni", "amx_int8", "amx_int8_emulated").
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -47,6 +48,7 @@ Path select_path() {
   const Features& f = features();
   if (level >= kAmx && f.amx_int8 && f.amx_permitted) return Path::kAmx;
   if (level >= kAvx512Vnni && f.avx512_vnni) return Path::kAvx512Vnni;
+  if (level >= kAvx2) return Path::kAvx2;
   return Path::kPortable;
 }
 
@@ -55,6 +57,7 @@ const char* path_name(Path p) {
     case Path::kAvx512Vnni: return "avx512_vnni";
     case Path::kAmx: return "amx_int8";
     case Path::kAmxEmulated: return "amx_int8_emulated";
+    case Path::kAvx2: return "avx2";
     default: return "portable";
   }
 }
@@ -73,11 +76,17 @@ Split split_work(int64_t M, int64_t K, int64_t nblocks, int64_t cols_per_block, 
   return s;
 }
 
+QuantRowsFn quantizer() {
+  const IsaLevel level = isa_level();
+  return level >= kAvx512 ? &quantize_rows_avx512 : level >= kAvx2 ? &quantize_rows_avx2 : &quantize_rows_portable;
+}
+
 int64_t run_gemm(const GemmArgs& g) {
   switch (select_path()) {
     case Path::kAmxEmulated: return gemm_amx_emulated(g);
     case Path::kAmx: return gemm_amx(g);
     case Path::kAvx512Vnni: return gemm_vnni(g);
+    case Path::kAvx2: return gemm_avx2(g);
     default: return gemm_portable(g);
   }
 }
@@ -97,9 +106,6 @@ void check_2d(const at::Tensor& t, const char* op, const char* name) {
   TORCH_CHECK_VALUE(t.dim() == 2, op, " (cpu): ", name, " must be 2-D, got ", t.dim(), "-D");
   TORCH_CHECK_VALUE(t.device().is_cpu(), op, " (cpu): ", name, " must be a CPU tensor");
 }
-
-// The row quantiser of this machine (and ISA cap); all of them are bit-identical.
-QuantRowsFn quantizer() { return isa_level() >= kAvx512 ? &quantize_rows_avx512 : &quantize_rows_portable; }
 
 void raise_non_finite(const char* op, int64_t row) {
   TORCH_CHECK_VALUE(false, op, ": x has NaN or Inf (first in row ", row, "); int8 quantisation would lose it");

@@ -19,6 +19,7 @@
 
 #include "activation.h"
 #include "int8/int8.h"
+#include "int8/quantize_rows.h"
 #include "parallel.h"
 
 #if defined(__clang__)
@@ -81,6 +82,31 @@ int64_t quantize_rows_portable(const QuantArgs& a, int64_t m0, int64_t m1) {
     }
     int8_t* q = a.q + m * a.K;
     for (int64_t k = 0; k < a.K; ++k) q[k] = round_clamp(row[k] / scale);
+  }
+  return -1;
+}
+
+int64_t quantize_rows_with(const QuantArgs& a, int64_t m0, int64_t m1, const RowQuantizer& rq) {
+  const int esz = a.dt == InType::kF32 ? 4 : 2;
+  static thread_local std::vector<float> gathered;
+  for (int64_t m = m0; m < m1; ++m) {
+    const void* row = static_cast<const char*>(a.x) + m * a.rs * esz;
+    InType dt = a.dt;
+    if (a.cs != 1) {  // strided row: gather it (widened to fp32, exactly) first
+      gathered.resize(static_cast<size_t>(a.K));
+      for (int64_t k = 0; k < a.K; ++k) gathered[k] = load_as_float(row, k * a.cs, a.dt);
+      row = gathered.data(), dt = InType::kF32;
+    }
+    int8_t* q = a.q + m * a.K;
+    if (a.scale) {
+      const uint32_t amax = rq.amax_bits(row, dt, a.K);
+      if (amax >= kNonFinite) return m;
+      const float scale = amax == 0 ? static_cast<float>(1.0 / 127.0) : bits_float(amax) / 127.0f;
+      a.scale[m] = scale;
+      rq.quantize(row, dt, a.K, scale, q);
+    } else if (rq.quantize(row, dt, a.K, a.tensor_scale, q) >= kNonFinite) {
+      return m;
+    }
   }
   return -1;
 }

@@ -111,17 +111,29 @@ struct SddmmSteps {
 struct SddmmJob {
   int blk, brow, bcol, ns, ks, split;
 };
+// The grid is at most INT32_MAX blocks (host.cuh's grid_size), so every factor of it fits in 32 bits:
+// unsigned 32-bit division is a few inline instructions where int64 division is a subroutine call,
+// and the call's ABI made ptxas spill registers live across the kernel (docs/gpu_resources.md).
+struct GridIndex {
+  unsigned id;
+  __device__ __forceinline__ unsigned next(unsigned extent) {  // the index along a dim of `extent`
+    const unsigned q = id / extent, r = id - q * extent;
+    id = q;
+    return r;
+  }
+};
+
 template <typename T>
 __device__ __forceinline__ SddmmJob sddmm_job(const BsrSddmmProblem<T>& p) {
-  const int64_t per_split = p.nnz * p.n_subs * p.k_subs;
-  int64_t id = blockIdx.x;
+  const unsigned per_split = static_cast<unsigned>(p.nnz) * p.n_subs * p.k_subs;
+  GridIndex g{blockIdx.x};
   SddmmJob j;
-  j.split = static_cast<int>(id / per_split);
-  id -= static_cast<int64_t>(j.split) * per_split;
-  j.ks = static_cast<int>(id % p.k_subs);
-  id /= p.k_subs;
-  j.ns = static_cast<int>(id % p.n_subs);
-  const int e = static_cast<int>(id / p.n_subs);  // W.T's order: neighbours share x's column block
+  const unsigned in_split = g.next(per_split);
+  j.split = static_cast<int>(g.id);
+  g.id = in_split;
+  j.ks = static_cast<int>(g.next(p.k_subs));
+  j.ns = static_cast<int>(g.next(p.n_subs));
+  const int e = static_cast<int>(g.id);  // W.T's order: neighbours share x's column block
   j.blk = __ldg(p.t_block + e);
   j.brow = __ldg(p.t_col_idx + e);
   j.bcol = __ldg(p.col_idx + j.blk);

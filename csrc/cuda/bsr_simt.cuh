@@ -74,10 +74,10 @@ __global__ void __launch_bounds__(4 * BN) bsr_dense_simt_kernel(BsrDenseProblem<
   __shared__ __align__(16) float sa[2][BK * LoaderA::kLd];
   __shared__ __align__(16) float sb[2][BK * LoaderB::kLd];
 
-  const int64_t bid = blockIdx.x;
-  const int64_t m_tile = bid % p.tiles_m, rest = bid / p.tiles_m;
-  const int out_sub = static_cast<int>(rest % p.out_subs);
-  const int line = static_cast<int>(rest / p.out_subs);
+  GridIndex bid{blockIdx.x};  // 32-bit: no int64 division call (bsr_common.cuh)
+  const int64_t m_tile = bid.next(static_cast<unsigned>(p.tiles_m));
+  const int out_sub = static_cast<int>(bid.next(p.out_subs));
+  const int line = static_cast<int>(bid.id);
   const int64_t row0 = m_tile * BM;
   const int o0 = out_sub * BN;
   const int64_t col0 = static_cast<int64_t>(line) * p.d_out + o0;
@@ -107,8 +107,12 @@ __global__ void __launch_bounds__(4 * BN) bsr_dense_simt_kernel(BsrDenseProblem<
                             p.c_vec >= 4);
 }
 
+// At least one block per SM, i.e. no register cap below 255: with the bare thread bound ptxas's own
+// occupancy target held the 32 x 32 tile (64 threads) to 72 registers and spilled 20 B in the main
+// loop on sm_80; free, every tile this kernel is instantiated with needs 85-154 registers, no spill
+// (docs/gpu_resources.md). The small tiles (16-64 threads) are register-bound either way.
 template <typename T, int BMT, int BNT>
-__global__ void __launch_bounds__(BMT* BNT / 16) bsr_sddmm_simt_kernel(BsrSddmmProblem<T> p) {
+__global__ void __launch_bounds__(BMT* BNT / 16, 1) bsr_sddmm_simt_kernel(BsrSddmmProblem<T> p) {
   constexpr int BK = 8, THREADS_N = BNT / 4, THREADS = BMT * BNT / 16;
   using Raw = typename Num<T>::Raw;
   using LoaderA = SimtTileLoader<T, BMT, BK, THREADS, true>;

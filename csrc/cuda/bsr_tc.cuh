@@ -79,13 +79,14 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS) bsr_dense_tc_ke
   using Raw = unsigned short;
   using TA = TileLayout<Cfg::BM, Cfg::BK, false>;
   extern __shared__ __align__(16) unsigned char bsr_tc_smem[];
+  FASTGAN_DYNAMIC_SMEM((bsr_tc_smem_bytes<Cfg, false, GRADX>()));
   Raw* sa = reinterpret_cast<Raw*>(bsr_tc_smem);
   Raw* sb = sa + Cfg::STAGES * TA::kElems;
 
-  const int64_t bid = blockIdx.x;
-  const int64_t m_tile = bid % p.tiles_m, rest = bid / p.tiles_m;
-  const int out_sub = static_cast<int>(rest % p.out_subs);
-  const int line = static_cast<int>(rest / p.out_subs);
+  GridIndex bid{blockIdx.x};  // 32-bit: no int64 division call (bsr_common.cuh)
+  const int64_t m_tile = bid.next(static_cast<unsigned>(p.tiles_m));
+  const int out_sub = static_cast<int>(bid.next(p.out_subs));
+  const int line = static_cast<int>(bid.id);
   const int64_t row0 = m_tile * Cfg::BM;
   const int o0 = out_sub * Cfg::BN;                       // first output column inside the block
   const int64_t col0 = static_cast<int64_t>(line) * p.d_out + o0;
@@ -142,6 +143,7 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS) bsr_sddmm_tc_ke
   using Raw = unsigned short;
   using TA = TileLayout<Cfg::BM, Cfg::BK, true>;
   extern __shared__ __align__(16) unsigned char bsr_tc_smem[];
+  FASTGAN_DYNAMIC_SMEM((bsr_tc_smem_bytes<Cfg, true, true>()));
   Raw* sa = reinterpret_cast<Raw*>(bsr_tc_smem);
   Raw* sb = sa + Cfg::STAGES * TA::kElems;
 

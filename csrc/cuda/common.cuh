@@ -66,6 +66,12 @@ __device__ __forceinline__ typename Num<T>::Raw load_raw(const typename Num<T>::
   return __ldg(p);  // every kernel input is read-only for the kernel's lifetime
 }
 
+// Writes a kernel's dynamic shared memory into its PTX as a comment ("// fastgan dynamic smem:
+// N bytes"). ptxas -v reports static shared memory only; fastgan_kernels/aot/cuda.py reads this
+// line so that the occupancy in docs/gpu_resources.md counts the buffer the launcher requests.
+// No instruction is emitted.
+#define FASTGAN_DYNAMIC_SMEM(bytes) asm volatile("// fastgan dynamic smem: %0 bytes" ::"n"(static_cast<int>(bytes)))
+
 __host__ __device__ constexpr int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // ---------------------------------------------------------------------------------------
@@ -77,15 +83,22 @@ __device__ __forceinline__ float gelu_tanh_inner(float z) {  // tanh(sqrt(2/pi) 
   return tanhf(0.79788456080286536f * (z + 0.044715f * z * z * z));
 }
 
+// 1 / (1 + e^-z) through __fdividef (MUFU.RCP, <= 2 ulp, no call). The IEEE quotient `1.f / d`
+// branches to a slow-path subroutine for huge / denormal d, and the call's ABI made ptxas spill
+// the live registers of the gradient kernels whose prologue computes silu' inside the main loop
+// (4-8 B on sm_80 / sm_90, docs/gpu_resources.md). __fdividef returns 0 for d > 2^126, where the
+// true value is below 2^-126 anyway; NaN and +-inf propagate as with the quotient.
+__device__ __forceinline__ float sigmoid_f(float z) { return __fdividef(1.f, 1.f + expf(-z)); }
+
 __device__ __forceinline__ float activation_forward(float z, int act, float slope) {
   switch (act) {
     case kRelu: return z < 0.f ? 0.f : z;
     case kLeakyRelu: return z < 0.f ? z * slope : z;
     case kTanh: return tanhf(z);
-    case kSigmoid: return 1.f / (1.f + expf(-z));
+    case kSigmoid: return sigmoid_f(z);
     case kGelu: return 0.5f * z * (1.f + erff(z * 0.70710678118654752f));
     case kGeluTanh: return 0.5f * z * (1.f + gelu_tanh_inner(z));
-    case kSilu: return z / (1.f + expf(-z));
+    case kSilu: return z * sigmoid_f(z);
     case kElu: return z > 0.f ? z : slope * expm1f(z);  // NaN: expm1f(NaN) = NaN
     default: return z;
   }
@@ -107,7 +120,7 @@ __device__ __forceinline__ float activation_grad(float g, float y, int act, floa
       return g * (0.5f * (1.f + t) + 0.5f * y * (1.f - t * t) * 0.79788456080286536f * (1.f + 0.134145f * y * y));
     }
     case kSilu: {
-      const float s = 1.f / (1.f + expf(-y));
+      const float s = sigmoid_f(y);
       return g * (s * (1.f + y * (1.f - s)));
     }
     case kElu: return y > 0.f ? g : g * (y + slope);

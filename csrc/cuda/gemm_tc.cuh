@@ -285,6 +285,7 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS) gemm_tc_kernel(
   using LB = TileLayout<Cfg::BN, Cfg::BK, B_IMAJOR>;
   using Raw = unsigned short;
   extern __shared__ __align__(16) unsigned char tc_smem[];
+  FASTGAN_DYNAMIC_SMEM((tc_smem_bytes<Cfg, A_IMAJOR, B_IMAJOR>()));
   Raw* sa = reinterpret_cast<Raw*>(tc_smem);
   Raw* sb = sa + Cfg::STAGES * LA::kElems;
 

@@ -145,6 +145,7 @@ template <class Cfg>
 __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS) int8_gemm_tc_kernel(I8Problem p) {
 #ifdef FASTGAN_TC_ARCH
   extern __shared__ __align__(16) unsigned char i8_smem[];
+  FASTGAN_DYNAMIC_SMEM(Cfg::SMEM);
   int8_t* sa = reinterpret_cast<int8_t*>(i8_smem);
   int8_t* sb = sa + Cfg::STAGES * Cfg::BM * Cfg::LD;
   constexpr int A_ST = Cfg::BM * Cfg::LD, B_ST = Cfg::BN * Cfg::LD;

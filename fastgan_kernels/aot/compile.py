@@ -11,7 +11,8 @@ What is read back:
 * ``shared``: the dynamic shared memory the kernel launches with (Triton's metadata);
 * ``regs``, ``spill_stores``, ``spill_loads``, ``stack``: from ptxas's ``-v`` log (Triton always
   passes ``-v``; ``knobs.nvidia.dump_ptxas_log`` prints it, captured here);
-* ``wgmma``/``mma``: whether the PTX holds Hopper warpgroup MMAs or Ampere ``mma.sync``.
+* ``wgmma``/``tcgen05``/``mma``: whether the PTX holds Hopper warpgroup MMAs, Blackwell's
+  tensor-memory MMAs or Ampere's ``mma.sync``.
 
 Results are cached as JSON under ``$FASTGAN_AOT_CACHE`` (default ``~/.cache/fastgan_aot``), keyed by
 the kernel's source hash (:func:`source_hash`: the kernel and the jit functions its module sees), the
@@ -67,9 +68,13 @@ def source_hash(fn) -> str:
     return hashlib.sha256(json.dumps([fn.src, deps]).encode()).hexdigest()
 
 
+# Bumped when a compile records new fields, so older cache entries are not read as "field absent".
+RESULT_VERSION = 2  # 2: "tcgen05"
+
+
 def _key(fn, signature, constexprs, attrs, options, arch) -> str:
     import triton
-    blob = json.dumps([source_hash(fn), triton.__version__, signature, sorted(map(repr, constexprs.items())),
+    blob = json.dumps([RESULT_VERSION, source_hash(fn), triton.__version__, signature, sorted(map(repr, constexprs.items())),
                        sorted(map(repr, attrs.items())), options.num_warps, options.num_stages, arch], default=repr)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -110,7 +115,8 @@ def compile_variant(launch: record.Launch, config, arch: int, use_cache: bool = 
                                     options=options.__dict__)
             ptx = kernel.asm["ptx"]
             result = {"shared": int(kernel.metadata.shared), **parse_ptxas_log(log.getvalue()),
-                      "wgmma": "wgmma.mma_async" in ptx, "mma": "mma.sync" in ptx}
+                      "wgmma": "wgmma.mma_async" in ptx, "tcgen05": "tcgen05.mma" in ptx,
+                      "mma": "mma.sync" in ptx}
         except Exception as e:  # a config the compiler rejects is a result too (reported, not hidden)
             result = {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]}
     result["compile_s"] = round(time.perf_counter() - start, 2)

@@ -32,7 +32,7 @@ from torch import fx, nn
 
 from .. import activations
 from ..ops._validate import FLOAT_DTYPES
-from . import fold
+from . import dropout_mode, fold
 from .recognize import (IDENTITY, Act, activation_of_module, activation_of_node, describe_node, dropout_commutes,
                         dropout_of_module, is_dropout_node)
 
@@ -205,8 +205,15 @@ class _Finder:
                 _set_submodule(module, bn_node.target, fold.FoldedBatchNorm(chain.bn, name))
         if not changed:
             return None
-        graph.lint()
-        return _graph_module_like(module, graph)
+        extra = dropout_mode.bind(module, graph, _Tracer().trace)  # F.dropout(h, p, self.training) -> nn.Dropout
+        for name, child in extra.items():  # on the original only while the GraphModule copies its children
+            module.add_module(name, child)
+        try:
+            graph.lint()
+            return _graph_module_like(module, graph)
+        finally:
+            for name in extra:
+                delattr(module, name)
 
     @staticmethod
     def _graph_chain(node: fx.Node, modules: dict, calls: collections.Counter):

@@ -37,6 +37,7 @@ SMEM_PER_BLOCK = {
     89: 101_376,  # L4, L40, RTX 40xx
     90: 232_448,  # H100, H200
     100: 232_448,  # B200
+    103: 232_448,  # B300
     120: 101_376,  # RTX 50xx
 }
 FP32_WORDS_PER_THREAD = 44
@@ -44,6 +45,9 @@ FP32_WORDS_PER_THREAD = 44
 # mma.sync (sm_80) and any kernel with a prologue (y's tile in registers next to the accumulator);
 # Hopper's wgmma forward GEMMs hold 128-word accumulators without spilling (docs/gpu_resources.md).
 TC_ACC_WORDS_PER_THREAD = 64
+# Architectures whose MMA lets a forward GEMM keep a 128-word accumulator per thread spill-free (the
+# AOT sweep): Hopper (wgmma) and datacenter Blackwell (tcgen05; not sm_120, which has mma.sync only).
+WIDE_ACC_ARCHS = {90: "wgmma", 100: "tcgen05", 103: "tcgen05"}
 
 _FORCED_ARCH: Optional[int] = None
 
@@ -96,10 +100,17 @@ def words_per_thread(elems: int, num_warps: int) -> float:
     return elems / (32 * num_warps)
 
 
-def tc_acc_budget(tensor, prologue: bool):
-    """The accumulator budget of a tensor-core kernel on ``tensor``'s device: None (no limit) for
-    wgmma forward kernels on sm_90+, else :data:`TC_ACC_WORDS_PER_THREAD`."""
-    return None if arch(tensor) >= 90 and not prologue else TC_ACC_WORDS_PER_THREAD
+def tc_acc_budget(tensor, prologue: bool, int8: bool = False):
+    """The accumulator budget of a tensor-core kernel on ``tensor``'s device: None (no limit) for the
+    forward kernels of :data:`WIDE_ACC_ARCHS` (Hopper's wgmma; datacenter Blackwell's tcgen05 except
+    int8, whose dequantising epilogue spilled 56-92 B at 128 words and 4-20 B at 64 on sm_100: half
+    the budget there), else :data:`TC_ACC_WORDS_PER_THREAD`."""
+    a = arch(tensor)
+    if prologue or a not in WIDE_ACC_ARCHS:
+        return TC_ACC_WORDS_PER_THREAD
+    if int8 and WIDE_ACC_ARCHS[a] == "tcgen05":  # spilled 4-92 B at 64 and 128 words (sm_100 sweep)
+        return TC_ACC_WORDS_PER_THREAD // 2
+    return None
 
 
 def keep(configs: list, stage_bytes, limit: int, fp32_tiles=None, acc_elems=None, acc_budget=None) -> list:

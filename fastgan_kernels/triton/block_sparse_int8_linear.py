@@ -33,8 +33,8 @@ from .int8_linear import MAX_K, _OUT_KIND, _int8_dot_via_f32, store_int8_epilogu
 if INTERPRET:
     _TILES = [(16, 1, 1)]
     _SUB = (32, 32)  # caps of a sub-tile: (output side, reduction side)
-else:  # (BLOCK_M, num_stages, num_warps)
-    _TILES = [(128, 3, 8), (128, 4, 4), (64, 3, 4), (64, 4, 4), (32, 4, 4), (32, 5, 2), (16, 4, 2), (16, 3, 4)]
+else:  # (BLOCK_M, num_stages, num_warps); (128, 4, 4) spilled 4-8 B (sm_80 int8 out, sm_100): 128 rows take 8 warps
+    _TILES = [(128, 3, 8), (64, 3, 4), (64, 4, 4), (32, 4, 4), (32, 5, 2), (16, 4, 2), (16, 3, 4)]
     _SUB = (128, 128)
 _MIN_RED = 32  # int8 dot: K-step 32
 
@@ -55,7 +55,7 @@ def _prune(configs, named_args, **kwargs):
     return _resources.keep(out, lambda cfg: (cfg.kwargs["BLOCK_M"] + sub_out) * sub_in,
                            _resources.smem_limit(args["x_ptr"]),
                            acc_elems=lambda cfg: cfg.kwargs["BLOCK_M"] * sub_out,
-                           acc_budget=_resources.tc_acc_budget(args["x_ptr"], prologue=False))
+                           acc_budget=_resources.tc_acc_budget(args["x_ptr"], prologue=False, int8=True))
 
 
 @triton.jit

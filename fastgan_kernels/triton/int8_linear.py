@@ -127,7 +127,7 @@ def _prune_configs(configs, named_args, **kwargs):
 
     return _resources.keep(pruned, stage_bytes, _resources.smem_limit(args["a_ptr"]),
                            acc_elems=lambda cfg: cfg.kwargs["BLOCK_M"] * cfg.kwargs["BLOCK_N"],
-                           acc_budget=_resources.tc_acc_budget(args["a_ptr"], prologue=False))
+                           acc_budget=_resources.tc_acc_budget(args["a_ptr"], prologue=False, int8=True))
 
 
 @triton.jit

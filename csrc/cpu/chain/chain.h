@@ -8,6 +8,8 @@
 //   dense fp32 / bf16   gemm::run (the GEMM core; single-threaded inside the region)
 //   int8 dynamic/static int8::run_gemm on the packed blob (column slices are whole panels;
 //                       the epilogue writes with the chain's leading dimension, Epilogue::ldo)
+//                       at every batch (below AVX512-VNNI: the AVX2 vpmaddwd GEMM, which beats
+//                       the former batch <= 8 dot-product path, chain/int8_avx2.cpp, there too)
 //   block-sparse fp32   bsr::forward_* on a block-row slice of the BSR structure
 // Activations are applied by those kernels' epilogues; the chain only checks the codes
 // (activation_supported, the one place to widen when codes are added).
@@ -94,8 +96,8 @@ struct Out {
 // Per-thread working memory a slice may need (grow-only, thread-local; layer.cpp).
 void* thread_buffer(int slot, int64_t bytes);
 enum BufferSlot : int {
-  kSlotScales = 0, kSlotBsrOut = 1, kSlotQuant = 2, kSlotPing = 3, kSlotPong = 4, kSlotSmallInt8 = 5, kSlotQuant2 = 6,
-  kSlotCount = 7
+  kSlotScales = 0, kSlotBsrOut = 1, kSlotQuant = 2, kSlotPing = 3, kSlotPong = 4,
+  kSlotCount = 5
 };
 
 // Rows [0, rows) x columns [n0, n1) of layer L from `in` (already at its first row) into
@@ -112,11 +114,6 @@ int64_t quantize_rows_static(const Act& in, int64_t K, float scale, int8_t* q, i
 constexpr int64_t kSmallBatchRows = 8;
 bool small_batch_dense_applies(const Layer& L, const Act& in, const Out& out, int64_t rows);
 void small_batch_dense(const Layer& L, const Act& in, const Out& out, int64_t rows, int64_t n0, int64_t n1);
-// int8 layers at batch <= kSmallBatchRows on CPUs with AVX2 but no AVX512-VNNI (int8_avx2.cpp):
-// the packed blob read in place with vpmaddwd instead of the portable scalar kernel. Returns -1
-// or the first input row holding NaN / Inf (dynamic quantisation).
-bool small_batch_int8_applies(const Layer& L, const Act& in, int64_t rows);
-int64_t small_batch_int8(const Layer& L, const Act& in, const Out& out, int64_t rows, int64_t n0, int64_t n1);
 
 enum class Schedule : int { kAuto = 0, kColumns = 1, kRows = 2 };
 

@@ -25,9 +25,6 @@ int8::InType in_type(Store s) { return s == Store::kBF16 ? int8::InType::kBF16 :
 int8::OutKind out_kind(Store s) {
   return s == Store::kI8 ? int8::OutKind::kI8 : s == Store::kBF16 ? int8::OutKind::kBF16 : int8::OutKind::kF32;
 }
-int8::QuantRowsFn quantizer() {
-  return isa_level() >= kAvx512 ? &int8::quantize_rows_avx512 : &int8::quantize_rows_portable;
-}
 
 // act(bias) in every row: a slice of a block-sparse layer whose blocks were all pruned.
 void fill_activated_bias(const Layer& L, const Out& out, int64_t rows, int64_t n0, int64_t n1) {
@@ -80,7 +77,7 @@ int64_t int8_slice(const Layer& L, const Act& in, const Out& out, int64_t rows, 
     e.x_scale = &L.in_scale, e.per_row_scale = false;
   } else {  // dynamic: quantised per token while the GEMM packs it; the scales are this thread's
     f.x = in.data, f.rs = in.rs, f.cs = in.cs, f.dt = in_type(in.kind);
-    f.quantize_rows = quantizer();
+    f.quantize_rows = int8::quantizer();
     f.scale = static_cast<float*>(thread_buffer(kSlotScales, rows * int64_t{sizeof(float)}));
     g.fx = &f;
     e.x_scale = f.scale, e.per_row_scale = true;
@@ -166,7 +163,6 @@ int64_t run_layer_slice(const Layer& L, const Act& in, const Out& out, int64_t r
     case Format::kDenseBF16: return dense_slice(L, in, out, rows, n0, n1);
     case Format::kInt8Dynamic:
     case Format::kInt8Static:
-      if (isa_level() == kAvx2 && small_batch_int8_applies(L, in, rows)) return small_batch_int8(L, in, out, rows, n0, n1);
       return int8_slice(L, in, out, rows, n0, n1);
     case Format::kBsrF32: return bsr_slice(L, in, out, rows, n0, n1);
   }
@@ -179,7 +175,7 @@ int64_t quantize_rows_static(const Act& in, int64_t K, float scale, int8_t* q, i
   a.M = r1, a.K = K;
   a.x = in.data, a.rs = in.rs, a.cs = in.cs, a.dt = in_type(in.kind);
   a.q = q, a.tensor_scale = scale;
-  return quantizer()(a, r0, r1);
+  return int8::quantizer()(a, r0, r1);
 }
 
 }  // namespace chain

@@ -15,6 +15,9 @@
 //                          vector paths are tested against through the ISA cap)
 //   ../int8_avx512.cpp     AVX-512 quantisers (one pass per row while it is in cache)
 //   ../int8_vnni.cpp       AVX512-VNNI vpdpbusd GEMM (u8 x s8 with the +128 compensation)
+//   ../int8_avx2.cpp       AVX2 vpmaddwd GEMM (s8 x s8 widened to int16; CPUs without VNNI)
+//   ../int8_quantize_avx2.cpp  AVX2 quantisers
+//   epilogue_avx2.h        int32 ymm accumulators -> the same epilogue on AVX2
 //   ../int8_amx*.cpp       AMX tdpbssd GEMM (s8 x s8), real and emulated
 //
 // Everything computes exactly what fastgan_kernels/ops/int8_linear.py's references compute:
@@ -56,7 +59,10 @@ struct QuantArgs {
 // unspecified), or -1. One thread; the caller splits the rows.
 int64_t quantize_rows_portable(const QuantArgs& a, int64_t m0, int64_t m1);
 int64_t quantize_rows_avx512(const QuantArgs& a, int64_t m0, int64_t m1);
+int64_t quantize_rows_avx2(const QuantArgs& a, int64_t m0, int64_t m1);
 using QuantRowsFn = int64_t (*)(const QuantArgs&, int64_t, int64_t);
+// The row quantiser of this machine and ISA cap (AVX-512 > AVX2 > portable, all bit-identical).
+QuantRowsFn quantizer();
 
 // The smallest row index reported by parallel workers: row() is -1 while none was.
 class FirstBadRow {
@@ -105,7 +111,7 @@ struct FloatA {
   const void* x = nullptr;             // element (m, k) at x + (m * rs + k * cs) * size
   int64_t rs = 0, cs = 0;
   InType dt = InType::kF32;
-  QuantRowsFn quantize_rows = nullptr;  // quantize_rows_avx512 or _portable (bit-identical)
+  QuantRowsFn quantize_rows = nullptr;  // quantizer(): avx512, avx2 or portable (bit-identical)
   float* scale = nullptr;               // [M], written while packing: the epilogue's x_scale
 };
 
@@ -141,7 +147,7 @@ inline const int8_t* a_row(const GemmArgs& g, int64_t m, int8_t* tmp, int64_t* c
 void store_portable(const Epilogue& e, int64_t N, int64_t m, int64_t n, int32_t acc);
 
 // The code paths int8_linear_fwd can take (names from path_name()).
-enum class Path : int { kPortable = 0, kAvx512Vnni = 1, kAmx = 2, kAmxEmulated = 3 };
+enum class Path : int { kPortable = 0, kAvx512Vnni = 1, kAmx = 2, kAmxEmulated = 3, kAvx2 = 4 };
 Path select_path();
 const char* path_name(Path p);
 
@@ -149,6 +155,7 @@ const char* path_name(Path p);
 // left unspecified.
 int64_t gemm_portable(const GemmArgs& g);
 int64_t gemm_vnni(const GemmArgs& g);
+int64_t gemm_avx2(const GemmArgs& g);
 int64_t gemm_amx(const GemmArgs& g);
 int64_t gemm_amx_emulated(const GemmArgs& g);
 // The GEMM of the path select_path() picks now (one of the above).

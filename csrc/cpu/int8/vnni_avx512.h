@@ -20,6 +20,7 @@
 #include "../activation.h"
 #include "../parallel.h"
 #include "int8.h"
+#include "pack_a.h"
 
 #define FASTGAN_VNNI_FEATURES FASTGAN_AVX512_FEATURES ",avx512vnni"
 #define FASTGAN_VNNI_TARGET __attribute__((target(FASTGAN_VNNI_FEATURES)))
@@ -60,44 +61,18 @@ static FASTGAN_VNNI_TARGET void pack_a_row(const int8_t* src, int64_t cs, int64_
   for (; k < K; ++k) d[(k / kGroup) * (kMR * kGroup) + k % kGroup] = static_cast<uint8_t>(src[k * cs]) ^ 0x80u;
 }
 
-// Rows [m0, m0 + rows) of A as one micro-panel of `kgs` k groups (kgs * 4 >= K; the groups
-// past K are zero: any value would do, the weight is zero there, and the padded rows are
-// not stored). A float A is quantised row by row into `tmp` first (a_row); returns the first
-// row holding NaN / Inf (the panel is then left incomplete), or -1.
-static FASTGAN_VNNI_TARGET int64_t pack_a_panel(const GemmArgs& g, int64_t m0, int rows, int64_t kgs, uint8_t* dst,
-                                         int8_t* tmp) {
-  std::memset(dst, 0, static_cast<size_t>(kgs * kMR * kGroup));
-  for (int r = 0; r < rows; ++r) {
-    int64_t cs;
-    const int8_t* src = a_row(g, m0 + r, tmp, &cs);
-    if (src == nullptr) return m0 + r;
-    pack_a_row(src, cs, g.K, dst + r * kGroup);
-  }
-  return -1;
-}
-
-// All of A as ceil(M / 8) micro-panels of `kgs` k groups each, packed in parallel into the
-// calling thread's scratch (*apack; the workers only read it). Returns the first row of a
+// All of A as ceil(M / 8) micro-panels of `kgs` k groups each (kgs * 4 >= K; the groups past K
+// are zero: any value would do, the weight is zero there, and the padded rows are not stored),
+// packed in parallel into the calling thread's scratch (pack_a.h). Returns the first row of a
 // float A holding NaN / Inf, or -1.
 inline int64_t pack_a(const GemmArgs& g, int64_t kgs, uint8_t** apack) {
-  const int64_t mpanels = ceil_div(g.M, kMR), apanel = kgs * kMR * kGroup;
-  uint8_t* out = static_cast<uint8_t*>(ThreadScratch::get(std::max<int64_t>(1, mpanels * apanel)));
-  *apack = out;
-  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, apanel));
-  FirstBadRow bad;
-  parallel_for(0, mpanels, grain, [&](int64_t b, int64_t e) {
-    int8_t* tmp = g.fx ? static_cast<int8_t*>(ThreadScratch::get(std::max<int64_t>(1, g.K), ThreadScratch::kRow))
-                       : nullptr;
-    for (int64_t i = b; i < e; ++i) {
-      const int rows = static_cast<int>(std::min<int64_t>(kMR, g.M - i * kMR));
-      const int64_t r = pack_a_panel(g, i * kMR, rows, kgs, out + i * apanel, tmp);
-      if (r >= 0) {  // the later rows of this range can only come later
-        bad.note(r);
-        return;
-      }
-    }
-  });
-  return bad.row();
+  void* out = nullptr;
+  const int64_t bad = pack_a_panels(g, kMR, kgs * kMR * kGroup, &out,
+                                    [&](const int8_t* src, int64_t cs, void* panel, int r) {
+                                      pack_a_row(src, cs, g.K, static_cast<uint8_t*>(panel) + r * kGroup);
+                                    });
+  *apack = static_cast<uint8_t*>(out);
+  return bad;
 }
 
 // c[r][v] += sum over kgs k groups of A rows r (micro-panel `a`) x B panel v (at b + v * pb).
