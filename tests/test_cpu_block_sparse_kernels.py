@@ -1,6 +1,7 @@
 """The C++ CPU kernels of block-sparse linear (csrc/cpu/bsr_linear.cpp, csrc/cpu/bsr/ and
 csrc/cpu/bsr_*.cpp) against the masked dense reference, on every CPU code path this machine
-can reach: portable, AVX-512 fp32 (also fp16, and bf16 without AVX512-BF16) and AVX512-BF16.
+can reach: portable, AVX2 fp32 (every dtype), AVX-512 fp32 (also fp16, and bf16 without
+AVX512-BF16) and AVX512-BF16. (The AVX2 path's own checks: test_cpu_block_sparse_avx2.py.)
 
 Each path is forced with the ISA cap, and each test first checks that the dispatcher really
 takes that path for the dtype under test. The raw ops are called directly
@@ -40,6 +41,7 @@ def _bf16_feature() -> bool:
 # path name -> (ISA cap, whether this machine can run it, dtypes it serves)
 PATHS = {
     "portable": ("portable", True, DTYPES),
+    "avx2_fp32": ("avx2", _max_isa() >= _ext.Isa.AVX2, DTYPES),
     "avx512_fp32": ("avx512", _max_isa() >= _ext.Isa.AVX512, DTYPES),
     "avx512_bf16": ("avx512_vnni", _max_isa() >= _ext.Isa.AVX512_VNNI and _bf16_feature(), (torch.bfloat16,)),
 }
@@ -238,6 +240,9 @@ def test_unaligned_values_storage(dtype):
 def test_path_selection_follows_the_cap():
     with _ext.cpu_isa("portable"):
         assert {cpu_path(d) for d in DTYPES} == {"portable"}
+    if _max_isa() >= _ext.Isa.AVX2:
+        with _ext.cpu_isa("avx2"):
+            assert {cpu_path(d) for d in DTYPES} == {"avx2_fp32"}
     if _max_isa() >= _ext.Isa.AVX512:
         with _ext.cpu_isa("avx512"):
             assert {cpu_path(d) for d in DTYPES} == {"avx512_fp32"}

@@ -1,18 +1,20 @@
 // The AVX512-BF16 block-sparse path (bf16 operands only): bf16 k-pair panels and the GEMM
-// core's vdpbf16ps k loop, fp32 accumulation (bsr/driver_avx512.h). With the prologue
+// core's vdpbf16ps k loop, fp32 accumulation (bsr/driver.h). With the prologue
 // (backward) g = grad_out * act'(y) is formed in fp32 and rounded to bf16 once, as in the
 // dense bf16 path.
 #include "bsr/problem.h"
 
 #if defined(__x86_64__)
-#include "bsr/driver_avx512.h"
+#include "bsr/driver.h"
+#include "bsr/tile_avx512.h"
+#include "gemm/pack_avx512.h"
 
 namespace fastgan {
 namespace cpu {
 namespace bsr {
 namespace {
 
-struct Bf16Traits {
+struct Bf16Traits : avx512::TileShape {
   using Elem = uint16_t;
   static constexpr int KU = 2;  // k-pairs: every k extent is padded to even (blocks are >= 16)
   template <int P>

@@ -1,20 +1,22 @@
 // The AVX-512 fp32 block-sparse path: the GEMM core's 8-row fp32 panels and FMA k loop
 // (gemm/pack_avx512.h, gemm/microkernel_avx512.h) driven over the kept blocks
-// (bsr/driver_avx512.h). fp16 and bf16 operands are converted to fp32 while packed (the
+// (bsr/driver.h). fp16 and bf16 operands are converted to fp32 while packed (the
 // path for fp16 everywhere, and for bf16 where vdpbf16ps is absent or slow).
 #include "bsr/problem.h"
 
 #if defined(__x86_64__)
 #include <cstring>
 
-#include "bsr/driver_avx512.h"
+#include "bsr/driver.h"
+#include "bsr/tile_avx512.h"
+#include "gemm/pack_avx512.h"
 
 namespace fastgan {
 namespace cpu {
 namespace bsr {
 namespace {
 
-struct F32Traits {
+struct F32Traits : avx512::TileShape {
   using Elem = float;
   static constexpr int KU = 1;
   template <int P>
@@ -24,9 +26,10 @@ struct F32Traits {
   }
   static avx512::SegTile tile(int rows, int cols, int bs) { return avx512::seg_tile_f32_for(rows, cols, bs); }
   // fp32 values are already B panels of grad_x ([bn][bk]: k = n, columns = the block's k)
-  // when aligned for the kernel's aligned loads.
+  // when aligned for the kernel's aligned loads and bk is a row stride the tiles are
+  // instantiated for (BS <= 64, tile_avx512.h).
   static bool b_in_place(const Structure& w) {
-    return w.vdtype == DType::kF32 && (reinterpret_cast<uintptr_t>(w.values) & 63) == 0;
+    return w.vdtype == DType::kF32 && w.bk <= 64 && (reinterpret_cast<uintptr_t>(w.values) & 63) == 0;
   }
 };
 

@@ -1,10 +1,12 @@
 // CPU kernels of fastgan_ext::bsr_linear_fwd / bsr_linear_bwd (schemas in ops.cpp): the
 // argument checks that protect memory, the choice of code path, and the bias gradient.
-// The kernels themselves: bsr/driver_avx512.h (AVX-512 fp32 and vdpbf16ps, over the GEMM
-// core's packers, micro-kernel k loops and register epilogue) and bsr_portable.cpp.
+// The kernels themselves: bsr/driver.h (AVX-512 fp32 and vdpbf16ps, AVX2 fp32, over the
+// GEMM core's packers, micro-kernel k loops and register epilogues) and bsr_portable.cpp.
 //
 // Paths (isa_level(), lowered by the test cap fastgan_ext::set_cpu_isa):
-//   portable      below AVX-512 (any x86-64 / aarch64)
+//   portable      below AVX2 (any x86-64 / aarch64)
+//   avx2_fp32     AVX2 + FMA without AVX-512, every dtype (bf16 / fp16 converted to fp32
+//                 while packed)
 //   avx512_bf16   bf16 operands with AVX512-BF16, except on the AMX generation, where
 //                 vdpbf16ps is slower than the fp32 FMAs (docs: CPU_NOTES.md; ~0.2 vs ~0.46
 //                 TFLOP/s), so bf16 takes avx512_fp32 there unless the cap is below AMX
@@ -28,17 +30,23 @@ namespace cpu {
 namespace bsr {
 namespace {
 
-enum class Path { kPortable, kAvx512F32, kAvx512Bf16 };
+enum class Path { kPortable, kAvx2F32, kAvx512F32, kAvx512Bf16 };
 
 Path bsr_path(DType dt) {
   const IsaLevel level = isa_level();
-  if (level < kAvx512) return Path::kPortable;
+  if (level < kAvx2) return Path::kPortable;
+  if (level < kAvx512) return Path::kAvx2F32;
   if (dt == DType::kBF16 && level >= kAvx512Vnni && level < kAmx && features().avx512_bf16) return Path::kAvx512Bf16;
   return Path::kAvx512F32;
 }
 
 const char* path_name(Path p) {
-  return p == Path::kAvx512Bf16 ? "avx512_bf16" : p == Path::kAvx512F32 ? "avx512_fp32" : "portable";
+  switch (p) {
+    case Path::kAvx512Bf16: return "avx512_bf16";
+    case Path::kAvx512F32: return "avx512_fp32";
+    case Path::kAvx2F32: return "avx2_fp32";
+    default: return "portable";
+  }
 }
 
 DType dtype_of(const at::Tensor& t, const char* what) {
@@ -138,6 +146,7 @@ at::Tensor bsr_linear_fwd(const at::Tensor& x, const at::Tensor& values, const a
   switch (bsr_path(p.x.dtype)) {
     case Path::kAvx512Bf16: forward_avx512_bf16(p); break;
     case Path::kAvx512F32: forward_avx512_f32(p); break;
+    case Path::kAvx2F32: forward_avx2_f32(p); break;
     default: forward_portable(p);
   }
   return y;
@@ -184,6 +193,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bsr_linear_bwd(
     switch (bsr_path(p.x.dtype)) {
       case Path::kAvx512Bf16: backward_avx512_bf16(p); break;
       case Path::kAvx512F32: backward_avx512_f32(p); break;
+      case Path::kAvx2F32: backward_avx2_f32(p); break;
       default: backward_portable(p);
     }
   }

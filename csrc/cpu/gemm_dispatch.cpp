@@ -80,13 +80,16 @@ bool set_amx_emulation(bool on) { return g_amx_emulation.exchange(on); }
 bool set_blas_gemm(bool on) { return g_blas_gemm.exchange(on); }
 
 void column_sums(int64_t M, int64_t N, const Mat& g, const Mat& y, int dact, float slope, float* out) {
-  const bool vec = isa_level() >= kAvx512 && g.cs == 1 && (dact == kIdentity || y.cs == 1);
+  // The vector versions read rows of G (and Y) as contiguous runs of columns.
+  const bool rows = g.cs == 1 && (dact == kIdentity || y.cs == 1);
+  const IsaLevel level = rows ? isa_level() : kPortable;
   constexpr int64_t kCols = 128;  // columns per task
   const int64_t blocks = ceil_div(N, kCols);
   const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(M * kCols, 1));
   parallel_for(0, blocks, grain, [&](int64_t b, int64_t e) {
     const int64_t n0 = b * kCols, n1 = std::min(N, e * kCols);
-    if (vec) column_sums_avx512(M, n0, n1, g, y, dact, slope, out + n0);
+    if (level >= kAvx512) column_sums_avx512(M, n0, n1, g, y, dact, slope, out + n0);
+    else if (level >= kAvx2) column_sums_avx2(M, n0, n1, g, y, dact, slope, out + n0);
     else column_sums_portable(M, n0, n1, g, y, dact, slope, out + n0);
   });
 }

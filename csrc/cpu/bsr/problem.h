@@ -61,12 +61,14 @@ struct Backward {
   void* gv = nullptr;  // [nnz, bn, bk] contiguous in values' dtype, or null
 };
 
-// Per-ISA entry points (bsr_*.cpp). The portable ones run anywhere; the AVX-512 ones only
-// where dispatch (bsr_linear.cpp) allows.
+// Per-ISA entry points (bsr_*.cpp). The portable ones run anywhere; the AVX2 and AVX-512
+// ones only where dispatch (bsr_linear.cpp) allows.
 void forward_portable(const Forward& p);
+void forward_avx2_f32(const Forward& p);
 void forward_avx512_f32(const Forward& p);
 void forward_avx512_bf16(const Forward& p);
 void backward_portable(const Backward& p);
+void backward_avx2_f32(const Backward& p);
 void backward_avx512_f32(const Backward& p);
 void backward_avx512_bf16(const Backward& p);
 

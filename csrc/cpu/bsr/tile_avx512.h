@@ -1,19 +1,8 @@
-// The block-sparse micro-tile: one R x (16 V) tile of the output accumulated in zmm
-// registers over a LIST of (A segment, B segment) pairs, then the GEMM core's register
-// epilogue (bias + activation + dtype, gemm/epilogue_avx512.h). Each segment runs the
-// GEMM core's micro-kernel k loop (gemm/microkernel_avx512.h: f32_steps, bf16_steps) on
-// packed panels:
-//   A: an MR = 8 lane panel, [k][8] fp32 or [k/2][8] bf16 pairs; segment s starts at
-//      a + a_idx[s] * a_step (a block column of the packed x, or block row of packed g)
-//   B: a panel of BS columns, [k][BS] fp32 or [k/2][BS] pairs; segment s at
-//      b + (b_idx ? b_idx[s] : s) * b_step (packed kept blocks, or values in place)
-// so the kept blocks of a block row are consumed without leaving the registers: no
-// partial sums are stored between blocks. (A driver may still split a long k into
-// chunks with fp32 partial sums, TileOut::first / last, as the GEMM core does.)
-// While segment s runs, the A segment of s + 1 (scattered in the packed x) is prefetched
-// into L1, spread over the first half of its k steps (b is a contiguous stream or a block
-// the hardware prefetchers follow); the driver may also hand each tile a share of what it
-// reads next, prefetched into L2 (Segs::ahead).
+// The AVX-512 block-sparse micro-tile (contract: segs.h): one R x (16 V) tile of the
+// output accumulated in zmm registers over the segment list, then the GEMM core's
+// register epilogue (bias + activation + dtype, gemm/epilogue_avx512.h). Each segment
+// runs the GEMM core's micro-kernel k loop (gemm/microkernel_avx512.h: f32_steps,
+// bf16_steps) on packed panels: A an MR = 8 lane panel, B a panel of BS columns.
 #pragma once
 #if defined(__x86_64__)
 
@@ -22,6 +11,7 @@
 #include <cstdint>
 
 #include "../gemm/microkernel_avx512.h"
+#include "segs.h"
 
 namespace fastgan {
 namespace cpu {
@@ -30,59 +20,14 @@ namespace avx512 {
 using namespace ::fastgan::cpu::gemm::avx512;
 using gemm::TileOut;
 
-struct Segs {
-  const void* a = nullptr;
-  const int32_t* a_idx = nullptr;  // null: segment s at a + s * a_step
-  int64_t a_step = 0;              // elements
-  const void* b = nullptr;
-  const int32_t* b_idx = nullptr;  // null: segment s at b + s * b_step
-  int64_t b_step = 0;
-  int n = 0;       // segments
-  int64_t k = 0;   // k per segment (even for bf16)
-  // Optional: `ahead_lines` cache lines from `ahead` (what the driver reads next, e.g. the
-  // next group's kept blocks) to prefetch into L2 over this tile's k steps.
-  const char* ahead = nullptr;
-  int ahead_lines = 0;
+// The driver's (driver.h) tiling numbers for the AVX-512 kernels, a base of their traits.
+struct TileShape {
+  static constexpr int MR = kMR;  // 8 rows: 8 x 32 fp32 = 16 zmm accumulators
+  // L2 shares (of 1 MiB on Zen 4, 2 MiB on Sapphire Rapids): the B of a group of lines,
+  // and the A panels of a chunk of m-tiles (split.h: grouped_walk).
+  static constexpr int64_t kGroupBytes = 320 << 10, kChunkBytes = 256 << 10;
+  static int tile_width(int64_t block) { return block >= 32 ? 32 : 16; }
 };
-
-// One prefetch stream: `left` lines from p, one per `every` k steps.
-template <int HINT>
-struct Stream {
-  const char* p = nullptr;
-  int left = 0, every = 1, wait = 0;
-  __attribute__((always_inline)) void aim(const char* from, int lines, int64_t steps) {
-    p = from, left = lines, wait = 0;
-    every = lines > 0 ? static_cast<int>(steps / (2 * lines)) : 1;  // spread over the first half
-    if (every < 1) every = 1;
-  }
-  __attribute__((always_inline)) void step() {
-    if (left <= 0 || --wait > 0) return;
-    wait = every;
-    _mm_prefetch(p, static_cast<_mm_hint>(HINT));
-    p += 64;
-    --left;
-  }
-};
-
-// The tile's prefetches: the next A segment (scattered in the packed x) into L1, and the
-// driver's look-ahead into L2.
-struct TilePrefetch {
-  Stream<_MM_HINT_T0> next_a;
-  Stream<_MM_HINT_T1> ahead;
-  __attribute__((always_inline)) void step() {
-    next_a.step();
-    ahead.step();
-  }
-};
-
-template <class E>
-FASTGAN_AVX512_INLINE const E* seg_a(const Segs& s, int i) {
-  return static_cast<const E*>(s.a) + (s.a_idx ? static_cast<int64_t>(s.a_idx[i]) : i) * s.a_step;
-}
-template <class E>
-FASTGAN_AVX512_INLINE const E* seg_b(const Segs& s, int i) {
-  return static_cast<const E*>(s.b) + (s.b_idx ? static_cast<int64_t>(s.b_idx[i]) : i) * s.b_step;
-}
 
 // Zero, or the fp32 partial sums of an earlier k chunk (TileOut::first, as in the GEMM core).
 template <int R, int V>

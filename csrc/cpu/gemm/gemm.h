@@ -109,6 +109,8 @@ void column_sums_portable(int64_t M, int64_t n0, int64_t n1, const Mat& g, const
                           float* out);
 void column_sums_avx512(int64_t M, int64_t n0, int64_t n1, const Mat& g, const Mat& y, int dact, float slope,
                         float* out);
+void column_sums_avx2(int64_t M, int64_t n0, int64_t n1, const Mat& g, const Mat& y, int dact, float slope,
+                      float* out);
 
 }  // namespace gemm
 }  // namespace cpu

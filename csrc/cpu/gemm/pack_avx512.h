@@ -17,6 +17,7 @@
 #include <cstring>
 
 #include "epilogue_avx512.h"
+#include "pack_avx2.h"
 #include "pack_portable.h"
 
 namespace fastgan {
@@ -24,21 +25,9 @@ namespace cpu {
 namespace gemm {
 namespace avx512 {
 
-// In: r[i] = 8 consecutive k of lane i. Out: r[j] = lanes 0..7 of k j.
-FASTGAN_AVX512_INLINE void transpose8x8(__m256 (&r)[8]) {
-  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-  const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xee);
-  const __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xee);
-  const __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xee);
-  const __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xee);
-  r[0] = _mm256_permute2f128_ps(s0, s4, 0x20), r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
-  r[1] = _mm256_permute2f128_ps(s1, s5, 0x20), r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
-  r[2] = _mm256_permute2f128_ps(s2, s6, 0x20), r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
-  r[3] = _mm256_permute2f128_ps(s3, s7, 0x20), r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
-}
+// In: r[i] = 8 consecutive k of lane i. Out: r[j] = lanes 0..7 of k j. (AVX code, shared
+// with the AVX2 packer; inlines into the AVX-512 functions, whose target includes AVX2.)
+using ::fastgan::cpu::gemm::avx2::transpose8x8;
 
 // 16 elements of a DT operand at p (and of y at q under the prologue) as fp32.
 template <DType DT>

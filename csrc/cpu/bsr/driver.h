@@ -1,15 +1,22 @@
-// The AVX-512 block-sparse drivers (forward and backward), templated on a kernel traits
-// struct so the fp32 FMA and the bf16 vdpbf16ps paths share the loops:
+// The block-sparse drivers (forward and backward), templated on a kernel traits struct
+// so every vector path shares the loops: AVX-512 fp32 FMA and bf16 vdpbf16ps
+// (bsr_avx512_*.cpp, MR = 8, 16- or 32-column tiles) and AVX2 fp32 FMA (bsr_avx2_f32.cpp,
+// MR = 6, 16-column tiles). The micro-tiles' contract: segs.h.
 //
 //   struct KT {
 //     using Elem = float | uint16_t;  static constexpr int KU;   // k unit (bf16 pairs: 2)
+//     static constexpr int MR;                           // A panel lanes (tile rows)
+//     static constexpr int64_t kGroupBytes, kChunkBytes; // L2 shares, see grouped_walk
+//     static int tile_width(int64_t block);              // B panel columns: 16 or 32
 //     template <int P> static void pack(const Operand&, const Prologue&, int lanes,
 //                                       int64_t kc, int64_t kcp, Elem* dst);
 //                      // one P-lane panel of kcp k (zero past kc and past `lanes`)
-//     static SegTile tile(int rows, int cols, int bs);   // tile_avx512.h instance
+//     static SegTile tile(int rows, int cols, int bs);   // rows x cols, B row stride bs
 //     static bool b_in_place(const Structure&);          // grad_x reads values unpacked
 //   };
 //
+// (Below, MR = 8 and TW = 32 are the AVX-512 fp32 instance's numbers; the AVX2 one has
+// MR = 6, TW = 16.)
 // Forward (y = act(x @ W^T + b)):
 //   1. x is packed ONCE, all of K (zero-padded to whole blocks, never read past K), as
 //      MR = 8 row panels [ceil(M/8)][Kp][8]: the A segment of block column c of m-tile i
@@ -32,7 +39,6 @@
 //      row), x once as [Kp/TW][M][TW] column panels; units (j, 8 rows) split evenly, the
 //      batch walked in L1-sized chunks with fp32 partial sums.
 #pragma once
-#if defined(__x86_64__)
 
 #include <ATen/Parallel.h>
 
@@ -41,11 +47,11 @@
 #include <cstring>
 
 #include "../gemm/driver.h"
-#include "../gemm/pack_avx512.h"
+#include "../gemm/pack_portable.h"
 #include "../parallel.h"
 #include "problem.h"
+#include "segs.h"
 #include "split.h"
-#include "tile_avx512.h"
 
 namespace fastgan {
 namespace cpu {
@@ -58,17 +64,12 @@ using gemm::Prologue;
 using gemm::round_up;
 using gemm::Scratch;
 using gemm::TileOut;
-using avx512::Segs;
-
-constexpr int kMR = gemm::avx512::kMR;
 
 template <class KT>
 Scratch& scratch(int slot) {  // 0, 1, 4: shared by a call (caller's thread); 2, 3: per worker
   static thread_local Scratch s[5];
   return s[slot];
 }
-
-inline int tile_width(int64_t b) { return b >= 32 ? 32 : 16; }
 
 // A strided operand view: lanes along `ls`, k along `ks`, from element (l0, k0) of m.
 inline Operand view(const Mat& m, int64_t l0, int64_t ls, int64_t k0, int64_t ks) {
@@ -97,8 +98,8 @@ void pack_rows(const Mat& a, const Mat& y, int dact, float slope, int64_t M, int
                typename KT::Elem* dst) {
   Prologue pro;
   pro.act = dact, pro.slope = slope;
-  if (dact) pro.y = view(y, kMR * i, y.rs, 0, y.cs);
-  pack<KT, kMR>(view(a, kMR * i, a.rs, 0, a.cs), pro, M - kMR * i, kc, kcp, dst);
+  if (dact) pro.y = view(y, KT::MR * i, y.rs, 0, y.cs);
+  pack<KT, KT::MR>(view(a, KT::MR * i, a.rs, 0, a.cs), pro, M - KT::MR * i, kc, kcp, dst);
 }
 
 template <class KT>
@@ -108,11 +109,12 @@ int threads_of(double fmas) {
 
 // ---- forward -------------------------------------------------------------------------------
 
-// L2 shares (of 1 MiB on Zen 4, 2 MiB on Sapphire Rapids): the B of a group of lines, and
-// the A panels of a chunk of m-tiles (problem.h: grouped_walk).
-constexpr int64_t kGroupBytes = 320 << 10, kChunkBytes = 256 << 10;
-
-inline int64_t chunk_tiles(int64_t kp, int64_t esz) { return kChunkBytes / (kMR * kp * esz); }
+// M-tiles per chunk of the walk: their A panels (all of k) fill KT::kChunkBytes of L2;
+// KT::kGroupBytes holds the B of a group of lines (split.h: grouped_walk).
+template <class KT>
+int64_t chunk_tiles(int64_t kp) {
+  return KT::kChunkBytes / (KT::MR * kp * static_cast<int64_t>(sizeof(typename KT::Elem)));
+}
 
 // A thread's A panels: the shared packed x (split by lines), or its own m-tiles packed now
 // into its scratch (split by m-tiles). Returns the panel base for m-tile share.i0.
@@ -120,9 +122,10 @@ template <class KT>
 const typename KT::Elem* own_panels(const Share& sh, const typename KT::Elem* shared, const Mat& a, const Mat& y,
                                     int dact, float slope, int64_t M, int64_t kc, int64_t kcp) {
   using E = typename KT::Elem;
-  if (shared) return shared + sh.i0 * kcp * kMR;
-  E* own = static_cast<E*>(scratch<KT>(3).get(sizeof(E) * std::max<int64_t>(1, sh.i1 - sh.i0) * kcp * kMR));
-  for (int64_t i = sh.i0; i < sh.i1; ++i) pack_rows<KT>(a, y, dact, slope, M, i, kc, kcp, own + (i - sh.i0) * kcp * kMR);
+  if (shared) return shared + sh.i0 * kcp * KT::MR;
+  E* own = static_cast<E*>(scratch<KT>(3).get(sizeof(E) * std::max<int64_t>(1, sh.i1 - sh.i0) * kcp * KT::MR));
+  for (int64_t i = sh.i0; i < sh.i1; ++i)
+    pack_rows<KT>(a, y, dact, slope, M, i, kc, kcp, own + (i - sh.i0) * kcp * KT::MR);
   return own;
 }
 
@@ -131,7 +134,7 @@ void forward_share(const Forward& p, const Share& sh, const typename KT::Elem* s
   using E = typename KT::Elem;
   const Structure& w = p.w;
   const int64_t bn = w.bn, bk = w.bk, Kp = w.nbc * bk;
-  const int TW = tile_width(bn);
+  const int TW = KT::tile_width(bn);
   const int64_t esz = gemm::dtype_size(p.ydtype), vsz = gemm::dtype_size(w.vdtype);
   if (sh.empty()) return;
   const E* xp = own_panels<KT>(sh, shared_x, p.x, p.x, 0, 0.f, p.M, w.K, Kp);  // m-tile i at xp + (i - i0) ...
@@ -161,27 +164,32 @@ void forward_share(const Forward& p, const Share& sh, const typename KT::Elem* s
         }
     }
   };
+  // One Segs / TileOut for all tiles, the per-tile fields set below (zeroing the ~200
+  // bytes per tile showed up next to short tiles at high sparsity).
+  Segs s;
+  TileOut o;
+  o.ldc = w.N, o.dtype = p.ydtype, o.act = p.act, o.slope = p.slope;
+  s.a_step = bk * KT::MR, s.b_step = bk * TW, s.b_ld = TW, s.k = bk;
   auto body = [&](int64_t r, int64_t i) {
     const int64_t j0 = w.row_ptr[r], nr = nnz_of(r);
-    const int rows = static_cast<int>(std::min<int64_t>(kMR, p.M - kMR * i));
+    const int rows = static_cast<int>(std::min<int64_t>(KT::MR, p.M - KT::MR * i));
     for (int64_t t = 0; t < tiles_of(r); ++t) {
       const int64_t n0 = r * bn + t * TW;
-      Segs s;
-      s.a = xp + (i - sh.i0) * Kp * kMR, s.a_idx = w.col_idx + j0, s.a_step = bk * kMR;
-      s.b = wp + offset[r - r_first] + t * nr * bk * TW, s.b_step = bk * TW;
-      s.n = static_cast<int>(nr), s.k = bk;
+      s.a = xp + (i - sh.i0) * Kp * KT::MR, s.a_idx = w.col_idx + j0;
+      s.b = wp + offset[r - r_first] + t * nr * bk * TW;
+      s.n = static_cast<int>(nr);
+      s.ahead = nullptr, s.ahead_lines = 0;
       if (ahead_left > 0 && nr > 0) {
         s.ahead = ahead, s.ahead_lines = static_cast<int>(std::min(ahead_share, ahead_left));
         ahead += 64 * s.ahead_lines, ahead_left -= s.ahead_lines;
       }
-      TileOut o;
       o.rows = rows, o.cols = static_cast<int>(std::min<int64_t>(TW, w.N - n0));
-      o.out = static_cast<char*>(p.y) + (kMR * i * w.N + n0) * esz, o.ldc = w.N, o.dtype = p.ydtype;
-      o.bias = p.bias ? p.bias + n0 : nullptr, o.act = p.act, o.slope = p.slope;
+      o.out = static_cast<char*>(p.y) + (KT::MR * i * w.N + n0) * esz;
+      o.bias = p.bias ? p.bias + n0 : nullptr;
       KT::tile(rows, o.cols, TW)(s, o);
     }
   };
-  grouped_walk(sh, kGroupBytes / static_cast<int64_t>(sizeof(E)), chunk_tiles(Kp, sizeof(E)),
+  grouped_walk(sh, KT::kGroupBytes / static_cast<int64_t>(sizeof(E)), chunk_tiles<KT>(Kp),
                [&](int64_t r) { return nnz_of(r) * bk * bn; }, prepare, body);
 }
 
@@ -189,16 +197,16 @@ template <class KT>
 void run_forward(const Forward& p) {
   using E = typename KT::Elem;
   const Structure& w = p.w;
-  const int64_t mt = ceil_div(p.M, kMR), Kp = w.nbc * w.bk;
+  const int64_t mt = ceil_div(p.M, KT::MR), Kp = w.nbc * w.bk;
   const int T = threads_of<KT>(static_cast<double>(p.M) * w.nnz * w.bn * w.bk);
   const auto shares = split_work(w.nbr, mt, T, [&](int64_t r) {
     return (w.row_ptr[r + 1] - w.row_ptr[r]) * w.bk + kTileOverhead;
   });
   E* xs = nullptr;  // split by lines: x packed once, shared by all threads
   if (!shares[0].by_m) {
-    xs = static_cast<E*>(scratch<KT>(0).get(sizeof(E) * mt * Kp * kMR));
+    xs = static_cast<E*>(scratch<KT>(0).get(sizeof(E) * mt * Kp * KT::MR));
     parallel_for(0, mt, std::max(ceil_div(mt, T), 2048 / Kp), [&](int64_t b, int64_t e) {  // >= ~64 KiB a task
-      for (int64_t i = b; i < e; ++i) pack_rows<KT>(p.x, p.x, 0, 0.f, p.M, i, w.K, Kp, xs + i * Kp * kMR);
+      for (int64_t i = b; i < e; ++i) pack_rows<KT>(p.x, p.x, 0, 0.f, p.M, i, w.K, Kp, xs + i * Kp * KT::MR);
     });
   }
   parallel_for(0, T, 1, [&](int64_t b, int64_t e) {
@@ -213,7 +221,7 @@ void grad_x_share(const Backward& p, const Share& sh, const typename KT::Elem* s
   using E = typename KT::Elem;
   const Structure& w = p.w;
   const int64_t bn = w.bn, bk = w.bk, Np = w.nbr * bn;
-  const int TW = tile_width(bk);
+  const int TW = KT::tile_width(bk);
   const int64_t esz = gemm::dtype_size(p.x.dtype), vsz = gemm::dtype_size(w.vdtype);
   const bool in_place = KT::b_in_place(w);
   if (sh.empty()) return;
@@ -238,43 +246,54 @@ void grad_x_share(const Backward& p, const Share& sh, const typename KT::Elem* s
         }
     }
   };
+  Segs s;  // reused by every tile, as in forward_share
+  TileOut o;
+  o.ldc = w.K, o.dtype = p.x.dtype;
+  s.a_step = bn * KT::MR, s.k = bn;
+  if (in_place) s.b_step = bn * bk, s.b_ld = bk;  // values[t_block[..]] rows are B rows of stride bk
+  else s.b_step = bn * TW, s.b_ld = TW;
   auto body = [&](int64_t c, int64_t i) {
     const int64_t t0 = w.t_row_ptr[c], nc = nnz_of(c);
-    const int rows = static_cast<int>(std::min<int64_t>(kMR, p.M - kMR * i));
+    const int rows = static_cast<int>(std::min<int64_t>(KT::MR, p.M - KT::MR * i));
     for (int64_t t = 0; t < tiles_of(c); ++t) {
       const int64_t k0 = c * bk + t * TW;
-      Segs s;
-      s.a = gp + (i - sh.i0) * Np * kMR, s.a_idx = w.t_col_idx + t0, s.a_step = bn * kMR;
-      if (in_place) {  // values[t_block[..]] rows are B rows of stride bk
-        s.b = static_cast<const E*>(w.values) + t * TW, s.b_idx = w.t_block + t0, s.b_step = bn * bk;
-      } else {
-        s.b = bp + offset[c - c_first] + t * nc * bn * TW, s.b_step = bn * TW;
-      }
-      s.n = static_cast<int>(nc), s.k = bn;
-      TileOut o;
+      s.a = gp + (i - sh.i0) * Np * KT::MR, s.a_idx = w.t_col_idx + t0;
+      if (in_place) s.b = static_cast<const E*>(w.values) + t * TW, s.b_idx = w.t_block + t0;
+      else s.b = bp + offset[c - c_first] + t * nc * bn * TW;
+      s.n = static_cast<int>(nc);
       o.rows = rows, o.cols = static_cast<int>(std::min<int64_t>(TW, w.K - k0));
-      o.out = static_cast<char*>(p.gx) + (kMR * i * w.K + k0) * esz, o.ldc = w.K, o.dtype = p.x.dtype;
-      KT::tile(rows, o.cols, in_place ? static_cast<int>(bk) : TW)(s, o);
+      o.out = static_cast<char*>(p.gx) + (KT::MR * i * w.K + k0) * esz;
+      KT::tile(rows, o.cols, static_cast<int>(s.b_ld))(s, o);
     }
   };
-  grouped_walk(sh, kGroupBytes / static_cast<int64_t>(sizeof(E)), chunk_tiles(Np, sizeof(E)),
+  grouped_walk(sh, KT::kGroupBytes / static_cast<int64_t>(sizeof(E)), chunk_tiles<KT>(Np),
                [&](int64_t c) { return nnz_of(c) * bk * bn; }, prepare, body);
 }
 
-// Batch rows [m0, m0 + kc) of every g^T panel, [Np/8][Mp][8] (prologue applied): the rows
-// of g and y are read once, front to back, for all panels (kcp: kc rounded to KU at the end).
+// g^T panels per block row: ceil(bn / MR), the last one short (zero lanes past the block)
+// when MR does not divide bn (AVX2: MR = 6).
+template <class KT>
+int64_t q_per_block(int64_t bn) {
+  return ceil_div(bn, KT::MR);
+}
+
+// Batch rows [m0, m0 + kc) of every g^T panel, [nbr * q_per][Mp][MR] (prologue applied):
+// the rows of g and y are read once, front to back, for all panels (kcp: kc rounded to KU
+// at the end). Panel (r, q) holds rows [q MR, q MR + MR) of block row r, clipped to it.
 template <class KT>
 void pack_g_t(const Backward& p, int64_t m0, int64_t kc, int64_t kcp, int64_t Mp, typename KT::Elem* gt) {
-  for (int64_t q = 0; q < p.w.nbr * p.w.bn / kMR; ++q) {
-    const int64_t n0 = q * kMR;
+  const int64_t bn = p.w.bn, q_per = q_per_block<KT>(bn);
+  for (int64_t pq = 0; pq < p.w.nbr * q_per; ++pq) {
+    const int64_t rq = (pq % q_per) * KT::MR, n0 = (pq / q_per) * bn + rq;
     Prologue pro;
     pro.act = p.dact, pro.slope = p.slope;
     if (p.dact) pro.y = view(p.y, n0, p.y.cs, m0, p.y.rs);
-    pack<KT, kMR>(view(p.g, n0, p.g.cs, m0, p.g.rs), pro, p.w.N - n0, kc, kcp, gt + (q * Mp + m0) * kMR);
+    pack<KT, KT::MR>(view(p.g, n0, p.g.cs, m0, p.g.rs), pro, std::min(bn - rq, p.w.N - n0), kc, kcp,
+                     gt + (pq * Mp + m0) * KT::MR);
   }
 }
 
-// grad_values for units [u0, u1) of (kept block j, 8 of its rows q): per block, the batch is
+// grad_values for units [u0, u1) of (kept block j, MR of its rows q): per block, the batch is
 // walked in chunks that keep one x panel chunk ([kc][TW], ~16 KiB) in L1 across the block's
 // row tiles, with fp32 partial sums between chunks (in gv itself when fp32).
 template <class KT>
@@ -282,8 +301,8 @@ void grad_values_range(const Backward& p, const typename KT::Elem* gt, const typ
                        int64_t u1) {
   using E = typename KT::Elem;
   const Structure& w = p.w;
-  const int64_t bn = w.bn, bk = w.bk, Mp = round_up(p.M, KT::KU), q_per = bn / kMR;
-  const int TW = tile_width(bk);
+  const int64_t bn = w.bn, bk = w.bk, Mp = round_up(p.M, KT::KU), q_per = q_per_block<KT>(bn);
+  const int TW = KT::tile_width(bk);
   const int64_t kc_blk = std::max<int64_t>(KT::KU, round_up((16 << 10) / (TW * sizeof(E)), KT::KU));
   const int64_t vsz = gemm::dtype_size(w.vdtype);
   const bool f32 = w.vdtype == DType::kF32;
@@ -300,14 +319,14 @@ void grad_values_range(const Backward& p, const typename KT::Elem* gt, const typ
         const int64_t kc = std::min(kc_blk, Mp - k0);
         for (int64_t q = qa; q < qb; ++q) {
           Segs s;
-          s.a = gt + ((r * q_per + q) * Mp + k0) * kMR, s.n = 1, s.k = kc;
-          s.b = xpanel + k0 * TW;
+          s.a = gt + ((r * q_per + q) * Mp + k0) * KT::MR, s.n = 1, s.k = kc;
+          s.b = xpanel + k0 * TW, s.b_ld = TW;
           TileOut o;
-          o.rows = kMR, o.cols = TW;
+          o.rows = static_cast<int>(std::min<int64_t>(KT::MR, bn - q * KT::MR)), o.cols = TW;
           o.first = k0 == 0, o.last = k0 + kc >= Mp;
-          o.out = blk + ((q * kMR) * bk + t * TW) * vsz, o.ldc = bk, o.dtype = w.vdtype;
-          o.acc = f32 ? static_cast<float*>(o.out) : part + (q * kMR) * bk + t * TW, o.ld_acc = bk;
-          KT::tile(kMR, TW, TW)(s, o);
+          o.out = blk + ((q * KT::MR) * bk + t * TW) * vsz, o.ldc = bk, o.dtype = w.vdtype;
+          o.acc = f32 ? static_cast<float*>(o.out) : part + (q * KT::MR) * bk + t * TW, o.ld_acc = bk;
+          KT::tile(o.rows, TW, TW)(s, o);
         }
       }
     }
@@ -318,8 +337,8 @@ template <class KT>
 void run_backward(const Backward& p) {
   using E = typename KT::Elem;
   const Structure& w = p.w;
-  const int64_t M = p.M, mt = ceil_div(M, kMR), Np = w.nbr * w.bn, Kp = w.nbc * w.bk, Mp = round_up(M, KT::KU);
-  const int TWk = tile_width(w.bk);
+  const int64_t M = p.M, mt = ceil_div(M, KT::MR), Np = w.nbr * w.bn, Kp = w.nbc * w.bk, Mp = round_up(M, KT::KU);
+  const int TWk = KT::tile_width(w.bk);
   const double fmas = static_cast<double>(M) * w.nnz * w.bn * w.bk * ((p.gx ? 1 : 0) + (p.gv ? 1 : 0));
   const int T = threads_of<KT>(fmas);
   std::vector<Share> xs(T);  // grad_x shares (empty when not requested)
@@ -327,21 +346,21 @@ void run_backward(const Backward& p) {
     return (w.t_row_ptr[c + 1] - w.t_row_ptr[c]) * w.bn + kTileOverhead;
   });
   std::vector<int64_t> vb(T + 1, 0);
-  if (p.gv) vb = balanced_bounds(w.nnz, w.bn / kMR, T, [](int64_t) { return 1; });
+  if (p.gv) vb = balanced_bounds(w.nnz, q_per_block<KT>(w.bn), T, [](int64_t) { return 1; });
   // Packing, shared by all threads: g row panels for grad_x when split by block columns
   // (split by m-tiles, each thread packs its own), x column panels and g^T panels for
   // grad_values.
   constexpr int64_t kGtRows = 16;  // batch rows per g^T packing task
   const int64_t gtiles = p.gx && !xs[0].by_m ? mt : 0;
   const int64_t xpanels = p.gv ? Kp / TWk : 0, gtchunks = p.gv ? ceil_div(Mp, kGtRows) : 0;
-  E* gp = gtiles ? static_cast<E*>(scratch<KT>(0).get(sizeof(E) * mt * Np * kMR)) : nullptr;
+  E* gp = gtiles ? static_cast<E*>(scratch<KT>(0).get(sizeof(E) * mt * Np * KT::MR)) : nullptr;
   E* xq = p.gv ? static_cast<E*>(scratch<KT>(1).get(sizeof(E) * xpanels * Mp * TWk)) : nullptr;
-  E* gt = p.gv ? static_cast<E*>(scratch<KT>(4).get(sizeof(E) * Np * Mp)) : nullptr;
+  E* gt = p.gv ? static_cast<E*>(scratch<KT>(4).get(sizeof(E) * w.nbr * q_per_block<KT>(w.bn) * KT::MR * Mp)) : nullptr;
   const int64_t tasks = gtiles + xpanels + gtchunks;
   parallel_for(0, tasks, T == 1 ? std::max<int64_t>(1, tasks) : 1, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
       if (i < gtiles) {
-        pack_rows<KT>(p.g, p.y, p.dact, p.slope, M, i, w.N, Np, gp + i * Np * kMR);
+        pack_rows<KT>(p.g, p.y, p.dact, p.slope, M, i, w.N, Np, gp + i * Np * KT::MR);
       } else if (i < gtiles + xpanels) {
         const int64_t c0 = (i - gtiles) * TWk;
         pack_tw<KT>(TWk, view(p.x, c0, p.x.cs, 0, p.x.rs), w.K - c0, M, Mp, xq + (i - gtiles) * Mp * TWk);
@@ -364,4 +383,3 @@ void run_backward(const Backward& p) {
 }  // namespace cpu
 }  // namespace fastgan
 
-#endif  // __x86_64__
