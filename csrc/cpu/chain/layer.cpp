@@ -109,6 +109,7 @@ int64_t bsr_slice(const Layer& L, const Act& in, const Out& out, int64_t rows, i
   p.y = direct ? out.data : thread_buffer(kSlotBsrOut, rows * cols * sz);
   p.ydtype = gemm_dtype(out.kind);
   if (isa_level() >= kAvx512) bsr::forward_avx512_f32(p);
+  else if (isa_level() >= kAvx2) bsr::forward_avx2_f32(p);
   else bsr::forward_portable(p);
   if (!direct)
     for (int64_t m = 0; m < rows; ++m)
