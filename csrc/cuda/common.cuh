@@ -83,20 +83,15 @@ __device__ __forceinline__ float gelu_tanh_inner(float z) {  // tanh(sqrt(2/pi) 
   return tanhf(0.79788456080286536f * (z + 0.044715f * z * z * z));
 }
 
-// 1 / (1 + e^-z), the IEEE quotient. (__fdividef, which avoids the quotient's slow-path call, was
-// tried: it made ptxas spill 8-40 B in the 128 x 128 tensor-core GEMMs on sm_90 at their 128-register
-// cap, where the quotient does not; docs/gpu_resources_history.md.)
-__device__ __forceinline__ float sigmoid_f(float z) { return 1.f / (1.f + expf(-z)); }
-
 __device__ __forceinline__ float activation_forward(float z, int act, float slope) {
   switch (act) {
     case kRelu: return z < 0.f ? 0.f : z;
     case kLeakyRelu: return z < 0.f ? z * slope : z;
     case kTanh: return tanhf(z);
-    case kSigmoid: return sigmoid_f(z);
+    case kSigmoid: return 1.f / (1.f + expf(-z));
     case kGelu: return 0.5f * z * (1.f + erff(z * 0.70710678118654752f));
     case kGeluTanh: return 0.5f * z * (1.f + gelu_tanh_inner(z));
-    case kSilu: return z * sigmoid_f(z);
+    case kSilu: return z / (1.f + expf(-z));
     case kElu: return z > 0.f ? z : slope * expm1f(z);  // NaN: expm1f(NaN) = NaN
     default: return z;
   }
@@ -118,7 +113,7 @@ __device__ __forceinline__ float activation_grad(float g, float y, int act, floa
       return g * (0.5f * (1.f + t) + 0.5f * y * (1.f - t * t) * 0.79788456080286536f * (1.f + 0.134145f * y * y));
     }
     case kSilu: {
-      const float s = sigmoid_f(y);
+      const float s = 1.f / (1.f + expf(-y));
       return g * (s * (1.f + y * (1.f - s)));
     }
     case kElu: return y > 0.f ? g : g * (y + slope);

@@ -278,8 +278,12 @@ __device__ __forceinline__ void tc_warp_tile(const unsigned short* sa, const uns
 
 // Grid: x over row tiles (BM), y over column tiles (BN). Dynamic shared memory:
 // tc_smem_bytes<Cfg, A_IMAJOR, B_IMAJOR>().
+// TcLarge's gradient kernels (PROLOGUE: y's tile in registers next to the 128 x 128 accumulator)
+// spilled 4-8 B at the 128-register cap of 2 blocks per SM on sm_80 / sm_90; like the SIMT ones they
+// ask for one block per SM (153-168 registers, docs/gpu_resources_history.md). TcSmall keeps its cap.
 template <typename T, class Cfg, bool A_IMAJOR, bool B_IMAJOR, bool PROLOGUE>
-__global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS) gemm_tc_kernel(GemmProblem<T> p) {
+__global__ void __launch_bounds__(Cfg::THREADS, PROLOGUE && Cfg::BM * Cfg::BN >= 128 * 128 ? 1 : Cfg::MIN_BLOCKS)
+    gemm_tc_kernel(GemmProblem<T> p) {
 #ifdef FASTGAN_TC_ARCH
   using LA = TileLayout<Cfg::BM, Cfg::BK, A_IMAJOR>;
   using LB = TileLayout<Cfg::BN, Cfg::BK, B_IMAJOR>;
