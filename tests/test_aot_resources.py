@@ -159,7 +159,7 @@ __global__ void __launch_bounds__(128) dyn_kernel(float* out) {
   FASTGAN_DYNAMIC_SMEM(12345);
   buf[threadIdx.x] = out[threadIdx.x];
   __syncthreads();
-  out[threadIdx.x] = fastgan::cuda::sigmoid_f(buf[127 - threadIdx.x]);
+  out[threadIdx.x] = fastgan::cuda::activation_forward(buf[127 - threadIdx.x], fastgan::cuda::kSilu, 0.f);
 }
 __global__ void __launch_bounds__(1024, 2) spill_kernel(const float* in, float* out, int n) {
   float acc[64];
