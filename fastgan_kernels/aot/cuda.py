@@ -17,6 +17,7 @@ docs/gpu_resources.md and, with ``--check``, fails on the same problems.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import glob
 import hashlib
 import json
@@ -160,15 +161,21 @@ def compile_source(root: str, src: str, archs: Sequence[int] = DEFAULT_ARCHS) ->
             raise RuntimeError(f"nvcc failed on {os.path.relpath(src, root)}:\n{proc.stderr[-4000:]}")
         ptx = {}
         for path in glob.glob(os.path.join(tmp, "*.ptx")):
-            arch = re.search(r"\.target sm_(\d+)", open(path).read(2000))
             with open(path) as f:
-                for name, info in parse_ptx(f.read()).items():
-                    ptx[(name, int(arch.group(1)) if arch else 0)] = info
+                text = f.read()
+            arch = re.search(r"\.target sm_(\d+)", text)
+            for name, info in parse_ptx(text).items():
+                ptx[(name, int(arch.group(1)) if arch else 0)] = info
     return parse(proc.stderr + proc.stdout, ptx, os.path.relpath(src, root))
 
 
 def sources(root: str) -> list[str]:
     return sorted(glob.glob(os.path.join(root, "csrc", "cuda", "*.cu")))
+
+
+@functools.lru_cache(maxsize=None)
+def _nvcc_version() -> str:
+    return subprocess.run([shutil.which("nvcc") or "nvcc", "--version"], capture_output=True, text=True).stdout
 
 
 def _cache_path(root: str, src: str, archs: Sequence[int]) -> str:
@@ -180,7 +187,7 @@ def _cache_path(root: str, src: str, archs: Sequence[int]) -> str:
         with open(path, "rb") as f:
             h.update(path.encode() + f.read())
     h.update(json.dumps(nvcc_command(root, src, "k.o", "shim", archs)).encode())
-    h.update(subprocess.run([shutil.which("nvcc") or "nvcc", "--version"], capture_output=True, text=True).stdout.encode())
+    h.update(_nvcc_version().encode())
     return os.path.join(cache_dir(), "cuda-" + h.hexdigest() + ".json")
 
 
